@@ -1,0 +1,31 @@
+"""hmc_lib: the library behind the hmc-book.
+
+Targets and integrators are the ground floor; kernels (all `tfp.mcmc.TransitionKernel`s)
+build on them; `sample` and `diagnostics` run and measure chains. See ../README.md.
+"""
+
+import importlib
+
+from hmc_lib import diagnostics, integrators, scale, targets
+from hmc_lib.kernels.hmc import HMC
+from hmc_lib.sampling import sample
+
+# Kernels that live in their own modules, imported on first use.
+_LAZY = {
+    "NUTS": "hmc_lib.kernels.nuts",
+    "NNgHMC": "hmc_lib.kernels.nnghmc",
+    "L2HMC": "hmc_lib.l2hmc",
+    "PMHMC": "hmc_lib.kernels.pm",
+    "PMNUTS": "hmc_lib.kernels.pm",
+    "HNNHMC": "hmc_lib.kernels.hnn",
+    "HNNNUTS": "hmc_lib.kernels.hnn",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hmc_lib' has no attribute {name!r}")
+
+
+__all__ = ["HMC", "sample", "diagnostics", "integrators", "scale", "targets", *_LAZY]
