@@ -85,7 +85,7 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
       kernel: a `tfp.mcmc.TransitionKernel` (ours or TFP's, wrapped or not).
       num_results: number of draws kept.
       current_state: `[chains, dim]` tensor, or a list of `[chains, ...]` tensors.
-      num_burnin_steps: steps run and discarded first (rounded up to whole chunks).
+      num_burnin_steps: steps run and discarded first.
       seed: int or `[2]` int tensor; the same seed gives the same chains.
       previous_kernel_results: results to continue from (default: `bootstrap_results`).
       trace_fn: `(state, results) -> dict` of per-step tensors; default records the fields
@@ -115,7 +115,9 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     trace_fn = trace_fn or _default_trace_fn(_trace_fields(kernel))
     keep_fn = keep_fn or (lambda s: s)
 
-    def run_chunk(state, results, seeds):
+    def run_chunk(state, results, seeds, num_active):
+        # Runs `chunk_size` iterations; those at or past `num_active` leave the state as it
+        # is, so a partial last chunk needs no second compilation.
         kept0 = keep_fn(state)
         trace0 = trace_fn(state, results)
         arrays = lambda struct: tf.nest.map_structure(
@@ -123,7 +125,10 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         write = lambda tas, i, struct: tf.nest.map_structure(lambda ta, t: ta.write(i, t), tas, struct)
 
         def body(i, state, results, kept, traced):
-            state, results = kernel.one_step(state, results, seed=seeds[i])
+            state, results = tf.cond(
+                i < num_active,
+                lambda: kernel.one_step(state, results, seed=seeds[i]),
+                lambda: (state, results))
             return (i + 1, state, results, write(kept, i, keep_fn(state)),
                     write(traced, i, trace_fn(state, results)))
 
@@ -137,17 +142,23 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     num_burnin_chunks = math.ceil(num_burnin_steps / chunk_size)
     num_result_chunks = math.ceil(num_results / chunk_size)
     total = num_burnin_chunks + num_result_chunks
-    seeds = tf.reshape(step_seeds(seed, total * chunk_size), [total, chunk_size, 2])
+    # one seed per step, in order, so the chain does not depend on the chunking
+    seeds = step_seeds(seed, num_burnin_steps + num_results + chunk_size)
+    plan = ([(c * chunk_size, min(chunk_size, num_burnin_steps - c * chunk_size))
+             for c in range(num_burnin_chunks)] +
+            [(num_burnin_steps + c * chunk_size, min(chunk_size, num_results - c * chunk_size))
+             for c in range(num_result_chunks)])
 
-    chunks = range(total)
+    chunks = enumerate(plan)
     if progress:
         from tqdm.auto import tqdm
-        chunks = tqdm(chunks, desc=f"sampling ({chunk_size} steps per chunk)")
+        chunks = tqdm(chunks, total=total, desc=f"sampling ({chunk_size} steps per chunk)")
     times, kept_chunks, trace_chunks = [], [], []
-    for c in chunks:
+    for c, (first, active) in chunks:
         start = time.perf_counter()
-        state, results, kept, traced = compiled(state, results, seeds[c])
-        kept, traced = tf.nest.map_structure(lambda t: t.numpy(), (kept, traced))
+        state, results, kept, traced = compiled(
+            state, results, seeds[first:first + chunk_size], tf.constant(active, tf.int32))
+        kept, traced = tf.nest.map_structure(lambda t: t.numpy()[:active], (kept, traced))
         times.append(time.perf_counter() - start)
         if c >= num_burnin_chunks:
             kept_chunks.append(kept)
@@ -163,7 +174,7 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     trace = tf.nest.map_structure(concat, *trace_chunks) if trace_chunks[0] else {}
     trace = dict(trace)
     trace.update(
-        seconds=float(np.sum(result_times)) * num_results / (num_result_chunks * chunk_size),
+        seconds=float(np.sum(result_times)),
         burnin_seconds=float(np.sum(times[:num_burnin_chunks])),
         compile_seconds=compile_seconds, num_chunks=total, chunk_size=chunk_size,
         final_state=state, final_kernel_results=results)

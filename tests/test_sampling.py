@@ -1,0 +1,100 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import hmc_lib
+from hmc_lib import diagnostics, scale, targets
+
+
+def _run(seed, chunk_size=None, n=30):
+    t = targets.get("scg")
+    return hmc_lib.sample(hmc_lib.HMC(t, 0.05, 4), n, t.sample(5, 0), num_burnin_steps=7,
+                          seed=seed, chunk_size=chunk_size)
+
+
+def test_same_seed_same_chain_whatever_the_chunk_size():
+    a, ta = _run(1)
+    b, tb = _run(1, chunk_size=7)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ta["is_accepted"], tb["is_accepted"])
+    c, _ = _run(2)
+    assert not np.array_equal(a, c)
+
+
+def test_burn_in_is_discarded_and_the_run_can_continue():
+    a, ta = _run(1, chunk_size=5, n=20)
+    assert a.shape == (20, 5, 2)
+    more, _ = hmc_lib.sample(hmc_lib.HMC(targets.get("scg"), 0.05, 4), 10, ta["final_state"],
+                             previous_kernel_results=ta["final_kernel_results"], seed=3)
+    assert more.shape == (10, 5, 2)
+    assert ta["seconds"] > 0 and ta["num_chunks"] >= 2
+
+
+def test_bad_run_lengths_are_clear_errors():
+    k = hmc_lib.HMC(targets.get("scg"), 0.05, 4)
+    with pytest.raises(ValueError, match="num_results"):
+        hmc_lib.sample(k, 0, tf.zeros([2, 2]))
+    with pytest.raises(ValueError, match="num_burnin_steps"):
+        hmc_lib.sample(k, 5, tf.zeros([2, 2]), num_burnin_steps=-1)
+
+
+def _ar1(n, chains, rho, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, chains, 1))
+    x[0] = rng.normal(size=(chains, 1))
+    for t in range(1, n):
+        x[t] = rho * x[t - 1] + np.sqrt(1 - rho**2) * rng.normal(size=(chains, 1))
+    return x
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9])
+def test_ess_and_autocorrelation_of_an_ar1_process(rho):
+    n, chains = 4000, 8
+    x = _ar1(n, chains, rho)
+    expected = n * chains * (1 - rho) / (1 + rho)
+    assert abs(diagnostics.ess(x)[0] / expected - 1) < 0.15
+    acf = diagnostics.autocorrelation(x, max_lag=3)[:, 0]
+    np.testing.assert_allclose(acf, rho ** np.arange(4), atol=0.03)
+    assert abs(diagnostics.ess_known_moments(x, [0.0], [1.0]) / ((1 - rho) / (1 + rho)) - 1) < 0.2
+
+
+def test_summary_and_inference_data():
+    samples, trace = _run(1, n=40)
+    s = diagnostics.summary(samples, trace)
+    for key in ("ess_min", "ess_median", "ess_max", "acceptance", "esjd", "grad_evals",
+                "ess_per_grad", "ess_per_second", "divergences"):
+        assert key in s
+    assert s["grad_evals"] == 40 * 5 * 4
+    assert s["ess_per_grad"] == pytest.approx(s["ess_min"] / s["grad_evals"])
+    idata = diagnostics.to_inference_data(samples, trace)
+    assert idata.posterior["x"].shape == (5, 40, 2)
+    assert "diverging" in idata.sample_stats
+
+
+def test_scale_setting(monkeypatch):
+    monkeypatch.setenv("HMC_BOOK_SCALE", "paper")
+    assert scale.get() == "paper" and scale.pick(1, 2, 3) == 3
+    monkeypatch.delenv("HMC_BOOK_SCALE")
+    assert scale.get() == "book"
+    monkeypatch.setenv("HMC_BOOK_SCALE", "huge")
+    with pytest.raises(ValueError, match="HMC_BOOK_SCALE"):
+        scale.get()
+
+
+def test_hmc_benchmark_runs_and_reports_every_field():
+    out = subprocess.run([sys.executable, "-m", "hmc_lib.bench", "hmc", "--scale", "ci", "--json"],
+                         capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)
+    from hmc_lib.bench import FIELDS
+    assert {r["method"] for r in rows} >= {"hmc_lib.HMC", "tfp.mcmc.HamiltonianMonteCarlo"}
+    for r in rows:
+        assert set(FIELDS) <= set(r)
+    ours, theirs = rows[0], rows[1]
+    assert ours["acceptance"] == theirs["acceptance"]

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from hmc_lib import targets
+
+
+def _points(target, n=8, seed=0):
+    if target.has_sampler:
+        return target.sample(n, seed, tf.float64)
+    return tf.random.stateless_normal([n, target.dim], [seed, 1], dtype=tf.float64)
+
+
+def test_registry_knows_the_analytic_targets(target_name):
+    t = targets.get(target_name)
+    assert t.name == target_name
+    assert t.mean.shape == (t.dim,) and t.variance.shape == (t.dim,)
+
+
+def test_unknown_target_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown target"):
+        targets.get("nope")
+    with pytest.raises(TypeError):
+        targets.get(3)
+
+
+def test_autodiff_gradient_matches_central_differences(target_name):
+    t = targets.get(target_name)
+    x = _points(t)
+    g = t.autodiff_grad_log_prob(x).numpy()
+    h = 1e-6
+    fd = np.zeros_like(g)
+    for i in range(t.dim):
+        e = np.zeros(t.dim)
+        e[i] = h
+        fd[:, i] = (t.log_prob(x + e).numpy() - t.log_prob(x - e).numpy()) / (2 * h)
+    scale = np.maximum(1.0, np.abs(g))
+    np.testing.assert_allclose(g / scale, fd / scale, rtol=0, atol=1e-5)
+
+
+def test_analytic_gradient_matches_autodiff(target_name):
+    t = targets.get(target_name)
+    assert t.has_analytic_grad
+    x = _points(t)
+    np.testing.assert_allclose(t.grad_log_prob(x), t.autodiff_grad_log_prob(x), rtol=1e-10, atol=1e-10)
+
+
+def test_float32_and_float64_agree(target_name):
+    t = targets.get(target_name)
+    x64 = _points(t)
+    lp64 = t.log_prob(x64).numpy()
+    lp32 = t.log_prob(tf.cast(x64, tf.float32)).numpy()
+    assert t.log_prob(tf.cast(x64, tf.float32)).dtype == tf.float32
+    np.testing.assert_allclose(lp32, lp64, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["icg50", "scg", "mog", "rough_well", "banana", "icg30"])
+def test_exact_draws_have_the_stated_moments(name):
+    t = targets.get(name)
+    n = 40000
+    x = t.sample(n, 11, tf.float64).numpy()
+    sd = np.sqrt(t.variance)
+    np.testing.assert_array_less(np.abs(x.mean(0) - t.mean) / (sd / np.sqrt(n)), 4.5)
+    sq = (x - t.mean) ** 2
+    np.testing.assert_array_less(np.abs(sq.mean(0) - t.variance) / (sq.std(0) / np.sqrt(n)), 4.5)
+
+
+def test_gaussian_log_prob_is_normalised():
+    cov = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]])
+    mu = np.array([1.0, -1.0, 0.5])
+    t = targets.get("gaussian", mean=mu, covariance=cov)
+    x = tf.random.stateless_normal([5, 3], [1, 2], dtype=tf.float64)
+    ref = tfp.distributions.MultivariateNormalTriL(mu, np.linalg.cholesky(cov)).log_prob(x)
+    np.testing.assert_allclose(t.log_prob(x), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,box", [("banana", ((-45, 45), (-120, 20))), ("mog", ((-5, 5), (-3, 3)))])
+def test_two_dimensional_densities_integrate_to_one(name, box):
+    t = targets.get(name)
+    g1 = np.linspace(*box[0], 1201)
+    g2 = np.linspace(*box[1], 1201)
+    xx, yy = np.meshgrid(g1, g2, indexing="ij")
+    dens = np.exp(t.log_prob(np.stack([xx, yy], -1)).numpy())
+    total = np.trapezoid(np.trapezoid(dens, g2, axis=1), g1)
+    assert abs(total - 1.0) < 1e-3
+
+
+def test_wrong_dimension_is_a_clear_error():
+    t = targets.get("scg")
+    with pytest.raises(ValueError, match=r"`x` must have shape \[\.\.\., 2\]"):
+        t.log_prob(tf.zeros([4, 3]))
+
+
+def test_target_rejects_bad_moments_and_dims():
+    with pytest.raises(ValueError, match="dim"):
+        targets.Target(lambda x: -tf.reduce_sum(x**2, -1), dim=0)
+    with pytest.raises(ValueError, match="mean"):
+        targets.Target(lambda x: -tf.reduce_sum(x**2, -1), dim=2, mean=[0.0, 0.0, 0.0])
+    with pytest.raises(TypeError, match="log_prob_fn"):
+        targets.Target("not callable", dim=2)
