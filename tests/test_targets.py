@@ -99,3 +99,16 @@ def test_target_rejects_bad_moments_and_dims():
         targets.Target(lambda x: -tf.reduce_sum(x**2, -1), dim=2, mean=[0.0, 0.0, 0.0])
     with pytest.raises(TypeError, match="log_prob_fn"):
         targets.Target("not callable", dim=2)
+
+
+def test_a_user_target_with_a_two_argument_sampler():
+    t = targets.Target(lambda x: -0.5 * tf.reduce_sum(x**2, -1), dim=3, name="std",
+                       mean=np.zeros(3), variance=np.ones(3),
+                       sample_fn=lambda n, seed: tf.random.stateless_normal([n, 3], [seed, 0]))
+    x = t.sample(5, 1, tf.float64)
+    assert x.shape == (5, 3) and x.dtype == tf.float64
+    np.testing.assert_allclose(t.grad_log_prob(x), -x)
+    bad = targets.Target(lambda x: -tf.reduce_sum(x**2, -1), dim=3,
+                         sample_fn=lambda n, seed: tf.zeros([n, 2]))
+    with pytest.raises(ValueError, match="sample_fn"):
+        bad.sample(4, 0)

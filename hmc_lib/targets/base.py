@@ -1,5 +1,7 @@
 """`Target`: a log-density with the facts the book needs about it."""
 
+import inspect
+
 import numpy as np
 import tensorflow as tf
 
@@ -14,7 +16,8 @@ class Target:
       dim: Python int, the dimension.
       name: optional name.
       mean, variance: optional exact moments, arrays of shape `[dim]`.
-      sample_fn: optional `(n, seed, dtype) -> [n, dim]` exact draws (`seed`: int or `[2]` int tensor).
+      sample_fn: optional exact sampler `(n, seed) -> [n, dim]` or `(n, seed, dtype) -> [n, dim]`
+        (`seed`: int or `[2]` int tensor).
       grad_fn: optional analytic gradient `[..., dim] -> [..., dim]` of `log_prob_fn`.
     """
 
@@ -78,4 +81,21 @@ class Target:
         if self._sample_fn is None:
             raise NotImplementedError(f"target {self.name!r} has no exact sampler")
         _checks.positive_int(n, "n")
-        return self._sample_fn(int(n), seed, dtype)
+        if _takes_dtype(self._sample_fn):
+            draws = self._sample_fn(int(n), seed, dtype)
+        else:
+            draws = self._sample_fn(int(n), seed)
+        draws = tf.cast(draws, dtype)
+        if draws.shape != (int(n), self.dim):
+            raise ValueError(f"`sample_fn` must return shape [{int(n)}, {self.dim}], "
+                             f"got {draws.shape.as_list()}")
+        return draws
+
+
+def _takes_dtype(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
