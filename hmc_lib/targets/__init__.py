@@ -25,6 +25,7 @@ _MODULE_OF = {
     "gp_matern": "regression",
     # pseudo-marginal targets
     "glmm": "pseudo_marginal",
+    "gaussian_random_effects": "pseudo_marginal",
 }
 
 

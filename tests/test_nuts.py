@@ -1,0 +1,118 @@
+"""The library's multinomial NUTS: invariance, agreement with TFP's NUTS, reporting, bad input."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import hmc_lib
+from hmc_lib import diagnostics
+from hmc_lib.kernels.nuts import NUTS
+
+
+def _assert_moments(samples, target, bound=4.5):
+    x = samples.reshape(-1, target.dim)
+    ess = diagnostics.ess(samples)
+    z_mean = (x.mean(0) - target.mean) / np.sqrt(target.variance / ess)
+    z_var = (x.var(0) - target.variance) / np.sqrt(2 * target.variance ** 2 / ess)
+    assert np.all(np.abs(z_mean) < bound), z_mean
+    assert np.all(np.abs(z_var) < bound), z_var
+    return ess
+
+
+@pytest.fixture(scope="module")
+def icg():
+    return hmc_lib.targets.get("icg50")
+
+
+@pytest.fixture(scope="module")
+def ours_and_tfp(icg):
+    x0 = icg.sample(8, seed=1)
+    ours = hmc_lib.sample(NUTS(icg, 0.15, max_tree_depth=8), 500, x0, num_burnin_steps=100, seed=3)
+    theirs = hmc_lib.sample(
+        tfp.mcmc.NoUTurnSampler(icg.log_prob, 0.15, max_tree_depth=8), 500, x0,
+        num_burnin_steps=100, seed=3,
+        trace_fn=lambda s, r: dict(grad_evals=r.leapfrogs_taken, log_accept_ratio=r.log_accept_ratio))
+    return ours, theirs
+
+
+def test_nuts_invariant_icg50(icg, ours_and_tfp):
+    (samples, trace), _ = ours_and_tfp
+    ess = _assert_moments(samples, icg)
+    assert ess.min() > 300
+    assert trace["is_divergent"].sum() == 0
+    assert np.all(trace["tree_depth"] <= 8) and np.all(trace["grad_evals"] <= 255)
+    # grad_evals counts the leapfrog steps of the tree: between 2^(depth-1) and 2^depth - 1
+    d, g = trace["tree_depth"], trace["grad_evals"]
+    assert np.all(g <= 2 ** d - 1) and np.all(g >= 2 ** (d - 1))
+
+
+def test_nuts_agrees_with_tfp(icg, ours_and_tfp):
+    (s1, t1), (s2, t2) = ours_and_tfp
+    _assert_moments(s2, icg)   # TFP's is right too: both sample the target
+    # and the trees are alike: mean steps per transition and mean acceptance statistic
+    g1, g2 = t1["grad_evals"].mean(), t2["grad_evals"].mean()
+    assert abs(g1 / g2 - 1) < 0.1, (g1, g2)
+    a1, a2 = np.exp(t1["log_accept_ratio"]).mean(), np.exp(t2["log_accept_ratio"]).mean()
+    assert abs(a1 - a2) < 0.03, (a1, a2)
+    # two-sample check of the means, with the ESS of each run
+    e1, e2 = diagnostics.ess(s1), diagnostics.ess(s2)
+    v = np.var(s1.reshape(-1, 50), 0)
+    z = (s1.reshape(-1, 50).mean(0) - s2.reshape(-1, 50).mean(0)) / np.sqrt(v / e1 + v / e2)
+    assert np.all(np.abs(z) < 4.5), z
+
+
+def test_nuts_correlated_gaussian_float64():
+    cov = np.array([[1.0, 0.95], [0.95, 1.0]])
+    t = hmc_lib.targets.analytic.gaussian(mean=[1.0, -2.0], covariance=cov)
+    x0 = tf.constant(np.tile([1.0, -2.0], (8, 1)))
+    samples, trace = hmc_lib.sample(NUTS(t, 0.25, max_tree_depth=6), 800, x0,
+                                    num_burnin_steps=100, seed=5)
+    assert samples.dtype == np.float64
+    _assert_moments(samples, t)
+    corr = np.corrcoef(samples.reshape(-1, 2).T)[0, 1]
+    assert abs(corr - 0.95) < 0.02
+
+
+def test_nuts_with_tfp_step_size_adaptation():
+    t = hmc_lib.targets.get("gaussian", dim=10)
+    kernel = tfp.mcmc.DualAveragingStepSizeAdaptation(
+        NUTS(t, 1.5, max_tree_depth=6), num_adaptation_steps=300, target_accept_prob=0.8)
+    _, trace = hmc_lib.sample(kernel, 400, tf.zeros([4, 10]), num_burnin_steps=300, seed=2)
+    accept = np.exp(trace["log_accept_ratio"]).mean()
+    assert 0.7 < accept < 0.9, accept
+    assert np.all(trace["step_size"] < 1.5)
+
+
+def test_nuts_divergence_counted_and_rejected():
+    t = hmc_lib.targets.get("gaussian", dim=4)
+    x0 = tf.ones([3, 4])
+    samples, trace = hmc_lib.sample(NUTS(t, 30.0, max_tree_depth=5), 10, x0, seed=1)
+    assert trace["is_divergent"].all() and not trace["is_accepted"].any()
+    np.testing.assert_array_equal(samples, np.ones([10, 3, 4], np.float32))
+
+
+def test_nuts_same_seed_same_chain():
+    t = hmc_lib.targets.get("gaussian", dim=3)
+    k = NUTS(t, 0.5, max_tree_depth=5)
+    a = hmc_lib.sample(k, 30, tf.zeros([2, 3]), seed=9)[0]
+    b = hmc_lib.sample(k, 30, tf.zeros([2, 3]), seed=9, chunk_size=7)[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_nuts_bad_input():
+    t = hmc_lib.targets.get("gaussian", dim=3)
+    with pytest.raises(ValueError, match="step_size"):
+        NUTS(t, 0.0)
+    with pytest.raises(ValueError, match="max_tree_depth"):
+        NUTS(t, 0.1, max_tree_depth=0)
+    with pytest.raises(ValueError, match="max_tree_depth"):
+        NUTS(t, 0.1, max_tree_depth=40)
+    with pytest.raises(TypeError, match="max_tree_depth"):
+        NUTS(t, 0.1, max_tree_depth=2.5)
+    with pytest.raises(TypeError, match="target_log_prob_fn"):
+        NUTS("not a function", 0.1)
+    with pytest.raises(ValueError, match="current_state"):
+        NUTS(t, 0.1).bootstrap_results(tf.zeros([2, 4]))
+    with pytest.raises(ValueError, match="current_state"):
+        NUTS(t, 0.1).bootstrap_results(tf.zeros([3]))
