@@ -1,0 +1,226 @@
+"""NNgHMC's training schedule (the paper's Sec. 3) as one function, and gradient collection.
+
+`collect_gradients` runs standard HMC and keeps `(q, ∇log π(q))` from every leapfrog step.
+`run_schedule`: HMC to draw a; then, from draw a, collect pairs and refit the network every
+r draws; after each fit, probe a few NNgHMC iterations; once the probe's acceptance is within
+`tolerance` of HMC's, stop collecting and finish the chain with NNgHMC; if that never happens
+by draw b, finish it with HMC (the fall-back). Every phase is an exact π-invariant kernel, so
+the chain is valid whichever path is taken.
+"""
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from hmc_lib import _checks
+from hmc_lib.kernels.hmc import HMC
+from hmc_lib.kernels.nnghmc import NNgHMC, RecordingHMC
+from hmc_lib.sampling import sample
+
+
+class Collected(NamedTuple):
+    """Output of `collect_gradients`.
+
+    positions, grads: numpy `[num_results · chains · L, dim]` training pairs (finite ones).
+    samples: `[num_results, chains, dim]` the HMC draws. trace: `hmc_lib.sample`'s trace
+    (without the bulky trajectories). grad_evals: total true-gradient evaluations spent.
+    seconds: wall-clock including compilation.
+    """
+    positions: Any
+    grads: Any
+    samples: Any
+    trace: dict
+    grad_evals: int
+    seconds: float
+
+
+def collect_gradients(target_log_prob_fn, current_state, step_size, num_leapfrog_steps,
+                      num_results, seed=0, previous_kernel_results=None, jit_compile=True):
+    """Runs `num_results` standard HMC draws and returns every leapfrog point with ∇log π there.
+
+    Args:
+      target_log_prob_fn: `[chains, dim] -> [chains]` or a `Target` (its analytic gradient is
+        used when it has one).
+      current_state: `[chains, dim]` start.
+      step_size, num_leapfrog_steps: ε and L of the HMC run.
+      num_results: HMC draws to run (each gives L pairs per chain, accepted or not).
+      seed: int or `[2]` seed.
+      previous_kernel_results: to continue a `RecordingHMC` run.
+    Returns:
+      A `Collected`.
+    """
+    start = time.perf_counter()
+    kernel = RecordingHMC(target_log_prob_fn, step_size, num_leapfrog_steps)
+    samples, trace = sample(kernel, num_results, current_state, seed=seed,
+                            previous_kernel_results=previous_kernel_results, jit_compile=jit_compile)
+    pos = trace.pop("trajectory_positions")
+    grads = trace.pop("trajectory_grads")
+    dim = pos.shape[-1]
+    pos, grads = pos.reshape(-1, dim), grads.reshape(-1, dim)
+    keep = np.all(np.isfinite(pos), 1) & np.all(np.isfinite(grads), 1)
+    return Collected(pos[keep], grads[keep], samples, trace, int(np.sum(trace["grad_evals"])),
+                     time.perf_counter() - start)
+
+
+class ScheduleResult(NamedTuple):
+    """Output of `run_schedule`.
+
+    samples: `[num_results, chains, dim]` draws of the final phase (NNgHMC, or HMC on
+      fall-back). trace: `hmc_lib.sample`'s trace of that phase.
+    grad_fn: the last fitted field (None if none was fitted).
+    log: dict — `method` ("nnghmc" or "hmc"), `switched_at` (draw index or None),
+      `events` (one dict per fit: `draw`, `num_pairs`, `train_seconds`, `final_loss`,
+      `probe_acceptance`, `hmc_acceptance`, `passed`), `histories` (each fit's history),
+      `collect_grad_evals` (true gradients spent by HMC from draw 0 to the switch),
+      `burnin_seconds`, `collect_seconds`, `train_seconds`, `probe_seconds` (all wall-clock,
+      compilation included), `overhead_seconds` (their sum: everything before the final phase).
+    """
+    samples: Any
+    trace: dict
+    grad_fn: Any
+    log: dict
+
+
+def _default_fit(net_kwargs):
+    def fit_fn(positions, grads, seed):
+        from hmc_lib.nets import fit
+        kwargs = dict(net_kwargs or {})
+        kwargs.setdefault("seed", seed)
+        return fit(positions, grads, **kwargs)
+    return fit_fn
+
+
+def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, num_results,
+                 collect_from=0, collect_until=1000, retrain_every=200, probe_steps=20,
+                 tolerance=0.1, net_kwargs=None, fit_fn=None, seed=0, jit_compile=True):
+    """NNgHMC with the paper's training schedule; falls back to HMC if the network never fits.
+
+    Args:
+      target_log_prob_fn: `[chains, dim] -> [chains]` or a `Target`.
+      current_state: `[chains, dim]` start.
+      step_size, num_leapfrog_steps: ε and L, shared by HMC and NNgHMC.
+      num_results: draws of the final phase (returned).
+      collect_from (a), collect_until (b): HMC draws before collecting, and the draw at which
+        collection stops at the latest (a < b).
+      retrain_every (r): draws collected between fits.
+      probe_steps: NNgHMC iterations run after each fit to measure its acceptance.
+      tolerance: the switch test is `probe acceptance >= HMC acceptance − tolerance`
+        (HMC acceptance over the collected draws).
+      net_kwargs: keyword arguments of `hmc_lib.nets.fit` (hidden, epochs, ...).
+      fit_fn: optional `(positions, grads, seed) -> (grad_fn, history)` replacing the default
+        trainer (history a dict with `seconds` and `loss`).
+      seed: int; seeds every phase.
+      jit_compile: compile the samplers with XLA.
+    Returns:
+      A `ScheduleResult`.
+    """
+    for v, name in ((collect_from, "collect_from"), (collect_until, "collect_until")):
+        if not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"`{name}` must be an integer >= 0, got {v!r}")
+    if collect_until <= collect_from:
+        raise ValueError(f"`collect_until` ({collect_until}) must exceed `collect_from` ({collect_from})")
+    _checks.positive_int(retrain_every, "retrain_every")
+    _checks.positive_int(probe_steps, "probe_steps")
+    _checks.positive_int(num_results, "num_results")
+    _checks.positive_float(tolerance, "tolerance")
+    if fit_fn is not None and not callable(fit_fn):
+        raise TypeError(f"`fit_fn` must be callable, got {fit_fn!r}")
+    fit_fn = fit_fn or _default_fit(net_kwargs)
+    seeds = iter(np.random.default_rng(seed).integers(0, 2**31 - 1, size=1000).tolist())
+    log = dict(events=[], histories=[], collect_grad_evals=0, burnin_seconds=0.0,
+               collect_seconds=0.0, train_seconds=0.0, probe_seconds=0.0, switched_at=None)
+    state, draw = current_state, 0
+    hmc_kwargs = dict(step_size=step_size, num_leapfrog_steps=num_leapfrog_steps)
+
+    if collect_from > 0:
+        t0 = time.perf_counter()
+        _, tr = sample(HMC(target_log_prob_fn, **hmc_kwargs), collect_from, state,
+                       seed=next(seeds), jit_compile=jit_compile)
+        state, draw = tr["final_state"], collect_from
+        log["collect_grad_evals"] += int(np.sum(tr["grad_evals"]))
+        log["burnin_seconds"] = time.perf_counter() - t0
+
+    positions, grads, accepted, grad_fn = [], [], [], None
+    while draw < collect_until:
+        n = min(int(retrain_every), collect_until - draw)
+        col = collect_gradients(target_log_prob_fn, state, num_results=n, seed=next(seeds),
+                                jit_compile=jit_compile, **hmc_kwargs)
+        state, draw = col.trace["final_state"], draw + n
+        positions.append(col.positions)
+        grads.append(col.grads)
+        accepted.append(col.trace["is_accepted"])
+        log["collect_grad_evals"] += col.grad_evals
+        log["collect_seconds"] += col.seconds
+
+        grad_fn, history = fit_fn(np.concatenate(positions), np.concatenate(grads), next(seeds))
+        log["train_seconds"] += float(history["seconds"])
+        log["histories"].append(history)
+
+        t0 = time.perf_counter()
+        _, probe = sample(NNgHMC(target_log_prob_fn, grad_fn, **hmc_kwargs), int(probe_steps),
+                          state, seed=next(seeds), jit_compile=jit_compile)
+        log["probe_seconds"] += time.perf_counter() - t0
+        state = probe["final_state"]    # the probe draws are valid moves of the chain
+        hmc_acc = float(np.mean(np.concatenate(accepted)))
+        probe_acc = float(np.mean(probe["is_accepted"]))
+        passed = probe_acc >= hmc_acc - tolerance
+        loss = history.get("loss") or [float("nan")]
+        log["events"].append(dict(draw=draw, num_pairs=int(sum(len(p) for p in positions)),
+                                  train_seconds=float(history["seconds"]), final_loss=float(loss[-1]),
+                                  probe_acceptance=probe_acc, hmc_acceptance=hmc_acc, passed=passed))
+        if passed:
+            log["switched_at"] = draw
+            break
+
+    log["method"] = "nnghmc" if log["switched_at"] is not None else "hmc"
+    kernel = (NNgHMC(target_log_prob_fn, grad_fn, **hmc_kwargs) if log["method"] == "nnghmc"
+              else HMC(target_log_prob_fn, **hmc_kwargs))
+    samples, trace = sample(kernel, num_results, state, seed=next(seeds), jit_compile=jit_compile)
+    log["overhead_seconds"] = (log["burnin_seconds"] + log["collect_seconds"]
+                               + log["train_seconds"] + log["probe_seconds"])
+    return ScheduleResult(samples, trace, grad_fn, log)
+
+
+def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, num_results,
+            num_burnin_steps=100, seed=0, **schedule_kwargs):
+    """HMC and scheduled NNgHMC from the same start, with costs counted the same way.
+
+    HMC: `num_burnin_steps` discarded, then `num_results` draws. NNgHMC: `run_schedule` with
+    `collect_from=num_burnin_steps` (the same burn-in), then `num_results` NNgHMC draws.
+
+    NNgHMC's cost includes its training: `total_seconds` = final sampling + training +
+    (draws spent collecting after burn-in) × HMC's seconds per draw + probe draws × NNgHMC's
+    seconds per draw (per-draw times measured without compilation, as `hmc_lib.sample`
+    reports them); `total_grad_evals` = the true gradients spent collecting after burn-in.
+    Returns `(hmc_summary, nnghmc_summary, hmc_run, schedule_result)`, the summaries being
+    `diagnostics.summary` dicts extended with `total_seconds`, `total_grad_evals`,
+    `ess_per_second_total`, `ess_per_grad_total`, `train_seconds`, `method`.
+    """
+    from hmc_lib import diagnostics
+    hmc_samples, hmc_trace = sample(HMC(target_log_prob_fn, step_size, num_leapfrog_steps),
+                                    num_results, current_state, num_burnin_steps=num_burnin_steps,
+                                    seed=seed)
+    h = diagnostics.summary(hmc_samples, hmc_trace)
+    h.update(total_seconds=h["seconds"], total_grad_evals=h["grad_evals"], train_seconds=0.0,
+             method="hmc")
+    res = run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_steps,
+                       num_results, collect_from=num_burnin_steps, seed=seed + 1, **schedule_kwargs)
+    n = diagnostics.summary(res.samples, res.trace)
+    chains = res.samples.shape[1]
+    hmc_per_draw = h["seconds"] / num_results
+    final_per_draw = n["seconds"] / num_results
+    probe_steps = schedule_kwargs.get("probe_steps", 20)
+    extra_draws = (res.log["events"][-1]["draw"] - num_burnin_steps) if res.log["events"] else 0
+    collect_grads = res.log["collect_grad_evals"] - num_burnin_steps * chains * num_leapfrog_steps
+    total = (n["seconds"] + res.log["train_seconds"] + extra_draws * hmc_per_draw
+             + len(res.log["events"]) * probe_steps * final_per_draw)
+    true_grads = collect_grads + float(np.sum(res.trace["grad_evals"]))
+    n.update(total_seconds=total, total_grad_evals=float(true_grads),
+             train_seconds=res.log["train_seconds"], method=res.log["method"],
+             collect_draws=int(extra_draws))
+    for s in (h, n):
+        s["ess_per_second_total"] = s["ess_min"] / s["total_seconds"]
+        s["ess_per_grad_total"] = (s["ess_min"] / s["total_grad_evals"]
+                                   if s["total_grad_evals"] > 0 else float("inf"))
+    return h, n, (hmc_samples, hmc_trace), res

@@ -1,0 +1,238 @@
+"""NNgHMC: exactness for any field, leapfrog geometry with a network, the gradient network and
+its block variant, the training schedule, the prior swap, and the logistic-regression target."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import hmc_lib
+from hmc_lib import diagnostics, integrators, targets
+from hmc_lib.kernels.nnghmc import NNgHMC, RecordingHMC, swap_prior
+from hmc_lib.nets import GradientNet, fit
+from hmc_lib.nnghmc_schedule import collect_gradients, run_schedule
+
+VAR = np.array([1.0, 4.0, 0.25])
+
+
+def _gauss():
+    return targets.get("gaussian", variance=VAR)
+
+
+def _wrong_field(target):
+    """The true gradient rotated by 30° in the (x0, x1) plane, scaled by 1.3, plus a bias."""
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    rot = 1.3 * np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    def field(x):
+        g = target.grad_log_prob(x)
+        return tf.linalg.matvec(tf.cast(rot, x.dtype), g) + tf.cast([0.5, -0.3, 0.2], x.dtype)
+    return field
+
+
+def test_nnghmc_exact_with_a_wrong_field():
+    """Moments of N(0, diag(1, 4, 0.25)) within 4 Monte Carlo standard errors (from ESS)."""
+    t = _gauss()
+    kernel = NNgHMC(t, _wrong_field(t), step_size=0.3, num_leapfrog_steps=8)
+    x0 = t.sample(64, seed=3)
+    samples, trace = hmc_lib.sample(kernel, 400, x0, num_burnin_steps=50, seed=11)
+    acc = float(np.mean(trace["is_accepted"]))
+    _, hmc_trace = hmc_lib.sample(hmc_lib.HMC(t, 0.3, 8), 100, x0, seed=11)
+    # the field is wrong enough to cost acceptance, yet the chain moves
+    assert 0.15 < acc < float(np.mean(hmc_trace["is_accepted"])) - 0.1
+    assert np.all(trace["grad_evals"] == 0) and np.all(trace["potential_evals"] == 1)
+    x = samples.astype(np.float64)
+    ess_mean = diagnostics.ess(x)
+    se_mean = np.sqrt(VAR / ess_mean)
+    assert np.all(np.abs(x.mean((0, 1))) < 4 * se_mean), (x.mean((0, 1)), se_mean)
+    sq = x**2
+    ess_sq = diagnostics.ess(sq)
+    se_var = np.sqrt(sq.var((0, 1)) / ess_sq)
+    assert np.all(np.abs(sq.mean((0, 1)) - VAR) < 4 * se_var), (sq.mean((0, 1)), se_var)
+
+
+def test_nnghmc_with_true_gradient_is_hmc():
+    t = _gauss()
+    x0 = t.sample(4, seed=0, dtype=tf.float64)
+    a, _ = hmc_lib.sample(hmc_lib.HMC(t, 0.3, 5), 30, x0, seed=5)
+    b, _ = hmc_lib.sample(NNgHMC(t, t.grad_log_prob, 0.3, 5), 30, x0, seed=5)
+    np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def _f64_net(dim=3, seed=0):
+    net = GradientNet(dim, hidden=16, blocks=1, activation="tanh", dtype=tf.float64, seed=seed)
+    net.x_scale.assign(np.full(dim, 2.0))
+    net.y_scale.assign(np.full(dim, 0.7))
+    return net
+
+
+def test_leapfrog_with_network_is_reversible():
+    net = _f64_net()
+    x = tf.constant([[0.3, -1.2, 0.8], [1.5, 0.1, -0.4]], tf.float64)
+    v = tf.constant([[1.0, 0.5, -0.7], [-0.2, 0.9, 0.3]], tf.float64)
+    x1, v1 = integrators.leapfrog(x, v, net, 0.1, 25)
+    assert np.max(np.abs((x1 - x).numpy())) > 0.1      # it moved
+    x2, v2 = integrators.leapfrog(x1, -v1, net, 0.1, 25)
+    np.testing.assert_allclose(x2.numpy(), x.numpy(), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(-v2.numpy(), v.numpy(), atol=1e-10, rtol=0)
+
+
+def test_leapfrog_with_network_preserves_volume():
+    net = _f64_net(seed=1)
+    z = tf.constant([0.3, -1.2, 0.8, 1.0, 0.5, -0.7], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        x1, v1 = integrators.leapfrog(z[None, :3], z[None, 3:], net, 0.2, 10)
+        out = tf.concat([x1[0], v1[0]], 0)
+    jac = tape.jacobian(out, z).numpy()
+    _, logdet = np.linalg.slogdet(jac)
+    assert abs(logdet) < 1e-8
+    assert np.max(np.abs(jac - np.eye(6))) > 0.1        # a non-trivial map
+
+
+def test_network_learns_gradient():
+    """Trained on 4000 exact draws of a correlated 4-d Gaussian; held-out relative error < 5 %."""
+    cov = np.array([[2.0, 0.8, 0.0, 0.3], [0.8, 1.0, 0.2, 0.0],
+                    [0.0, 0.2, 0.5, 0.1], [0.3, 0.0, 0.1, 1.5]])
+    t = targets.get("gaussian", covariance=cov)
+    q = t.sample(4000, seed=1)
+    qv = t.sample(500, seed=2)
+    net, hist = fit(q, t.grad_log_prob(q), hidden=64, epochs=30, batch_size=64,
+                    learning_rate=1e-2, seed=0, validation=(qv, t.grad_log_prob(qv)))
+    assert hist["loss"][-1] < hist["loss"][0] and len(hist["loss"]) == 30
+    assert hist["seconds"] > 0 and hist["num_params"] == 4 * 64 + 64 + 64 * 4 + 4
+    g, gh = t.grad_log_prob(qv).numpy(), net(qv).numpy()
+    rel = np.linalg.norm(gh - g) / np.linalg.norm(g)
+    assert rel < 0.05, rel
+    # the linear skip term starts at least squares: a linear gradient is fitted at once
+    lin, _ = fit(q, t.grad_log_prob(q), hidden=8, epochs=1, learning_rate=1e-6, linear=True)
+    assert np.linalg.norm(lin(qv).numpy() - g) / np.linalg.norm(g) < 0.02
+    # an untrained net is far off: the bound means something
+    untrained = GradientNet(4, hidden=64, seed=0)
+    assert np.linalg.norm(untrained(qv).numpy() - g) / np.linalg.norm(g) > 0.5
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_block_network_structure(linear):
+    dim, k = 6, 3
+    net = GradientNet(dim, hidden=5, blocks=k, activation="tanh", seed=0, linear=linear)
+    if linear:
+        for j in range(k):
+            net.lin[j].assign(tf.fill([dim, 2], 0.1))
+    assert net.block_sizes == [2, 2, 2]
+    x = tf.random.stateless_normal([1, dim], seed=[1, 2])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out = net(x)[0]
+        blocks = [out[2 * j:2 * j + 2] for j in range(k)]
+    jac = tape.jacobian(out, x)[:, 0, :].numpy()
+    assert np.all(np.abs(jac) > 1e-6)                   # each output sees the whole input
+    for j in range(k):                                  # block j depends only on its own params
+        for i in range(k):
+            grads = tape.gradient(blocks[j], net.block_params(i))
+            if i == j:
+                assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+            else:
+                assert all(g is None or np.all(g.numpy() == 0) for g in grads)
+    del tape
+    ids = [{id(v) for v in net.block_params(j)} for j in range(k)]
+    assert all(not (ids[a] & ids[b]) for a in range(k) for b in range(a + 1, k))
+    # the paper's counts (Remark 1): 8 blocks of 50 for d=200 vs one layer of 400
+    assert GradientNet(200, hidden=50, blocks=8).num_params == 8 * (200 * 50 + 50 + 50 * 25 + 25)
+    assert GradientNet(200, hidden=400).num_params == 200 * 400 + 400 + 400 * 200 + 200
+
+
+def test_recording_hmc_pairs_are_true_gradients():
+    t = _gauss()
+    x0 = t.sample(3, seed=0, dtype=tf.float64)
+    col = collect_gradients(t, x0, 0.3, 5, num_results=20, seed=2)
+    assert col.positions.shape == (20 * 3 * 5, 3) and col.grad_evals == 20 * 3 * 5
+    np.testing.assert_allclose(col.grads, t.grad_log_prob(col.positions).numpy(), atol=1e-12)
+    hmc_samples, _ = hmc_lib.sample(hmc_lib.HMC(t, 0.3, 5), 20, x0, seed=2)
+    np.testing.assert_allclose(col.samples, hmc_samples, atol=1e-9)
+
+
+def test_schedule_falls_back_with_useless_network():
+    t = _gauss()
+    useless = lambda pos, grads, seed: (lambda x: 40.0 * x, dict(seconds=0.0, loss=[np.nan]))
+    res = run_schedule(t, tf.zeros([4, 3]), 0.3, 5, num_results=30, collect_from=10,
+                       collect_until=50, retrain_every=20, probe_steps=10, tolerance=0.1,
+                       fit_fn=useless, seed=0, jit_compile=False)
+    assert res.log["method"] == "hmc" and res.log["switched_at"] is None
+    assert len(res.log["events"]) == 2 and not any(e["passed"] for e in res.log["events"])
+    assert np.all(res.trace["grad_evals"] == 5)
+    assert res.log["collect_grad_evals"] == 50 * 4 * 5
+
+
+def test_schedule_switches_with_good_field():
+    t = _gauss()
+    perfect = lambda pos, grads, seed: (t.grad_log_prob, dict(seconds=0.0, loss=[0.0]))
+    res = run_schedule(t, tf.zeros([4, 3]), 0.3, 5, num_results=30, collect_from=10,
+                       collect_until=50, retrain_every=20, probe_steps=10, tolerance=0.1,
+                       fit_fn=perfect, seed=0, jit_compile=False)
+    assert res.log["method"] == "nnghmc" and res.log["switched_at"] == 30
+    assert res.log["events"][0]["num_pairs"] == 20 * 4 * 5
+    assert np.all(res.trace["grad_evals"] == 0)
+
+
+def test_prior_swap_gives_new_posterior_gradient():
+    old = targets.get("logreg", num_data=200, num_features=5, prior_variance=10.0, seed=1)
+    new = targets.get("logreg", num_data=200, num_features=5, prior_variance=0.1, seed=1)
+    field = swap_prior(old.grad_log_prob, old.log_prior_fn, new.log_prior_fn)
+    q = tf.random.stateless_normal([7, 5], seed=[3, 4], dtype=tf.float64)
+    np.testing.assert_allclose(field(q).numpy(), new.grad_log_prob(q).numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_logreg_gradient_analytic_autodiff_finite_differences():
+    t = targets.get("logreg", num_data=300, num_features=6, seed=2)
+    assert t.dim == 6 and t.data[0].shape == (300, 6) and set(np.unique(t.data[1])) <= {0.0, 1.0}
+    assert np.all(np.abs(t.true_beta) <= 1)
+    q = tf.random.stateless_normal([4, 6], seed=[1, 1], dtype=tf.float64)
+    analytic = t.grad_log_prob(q).numpy()
+    np.testing.assert_allclose(analytic, t.autodiff_grad_log_prob(q).numpy(), rtol=1e-10, atol=1e-9)
+    h, fd = 1e-6, np.zeros_like(analytic)
+    for i in range(6):
+        e = np.zeros(6)
+        e[i] = h
+        fd[:, i] = (t.log_prob(q + e).numpy() - t.log_prob(q - e).numpy()) / (2 * h)
+    np.testing.assert_allclose(analytic, fd, rtol=1e-6, atol=1e-5)
+    # stable far out: softplus, no overflow
+    assert np.all(np.isfinite(t.log_prob(tf.fill([1, 6], 200.0)).numpy()))
+    # seeded data
+    t2 = targets.get("logreg", num_data=300, num_features=6, seed=2)
+    np.testing.assert_array_equal(t.data[0], t2.data[0])
+
+
+def test_bad_input():
+    t = _gauss()
+    with pytest.raises(TypeError, match="grad_fn"):
+        NNgHMC(t, 3.0, 0.1, 5)
+    with pytest.raises(ValueError, match="step_size"):
+        NNgHMC(t, t.grad_log_prob, 0.0, 5)
+    with pytest.raises(ValueError, match="num_leapfrog_steps"):
+        NNgHMC(t, t.grad_log_prob, 0.1, 0)
+    with pytest.raises(ValueError, match="grad_fn"):
+        NNgHMC(t, lambda x: x[:, :2], 0.1, 5).bootstrap_results(tf.zeros([2, 3]))
+    with pytest.raises(ValueError, match="current_state"):
+        NNgHMC(t, t.grad_log_prob, 0.1, 5).bootstrap_results(tf.zeros([2, 4]))
+    with pytest.raises(ValueError, match="step_size"):
+        RecordingHMC(t, -1.0, 5)
+    with pytest.raises(ValueError, match="grads"):
+        fit(np.zeros((10, 3)), np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="epochs"):
+        fit(np.zeros((10, 3)), np.zeros((10, 3)), epochs=0)
+    with pytest.raises(ValueError, match="activation"):
+        GradientNet(3, activation="swish!")
+    with pytest.raises(ValueError, match="blocks"):
+        GradientNet(3, blocks=[1, 1])
+    with pytest.raises(ValueError, match="collect_until"):
+        run_schedule(t, tf.zeros([2, 3]), 0.1, 5, 10, collect_from=20, collect_until=10)
+    with pytest.raises(ValueError, match="num_data"):
+        targets.get("logreg", num_data=0)
+    with pytest.raises(ValueError, match="prior_variance"):
+        targets.get("logreg", prior_variance=-1.0)
+    with pytest.raises(TypeError, match="new_log_prior_fn"):
+        swap_prior(t.grad_log_prob, t.log_prob, None)
+
+
+def test_top_level_name():
+    assert hmc_lib.NNgHMC is NNgHMC
