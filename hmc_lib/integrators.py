@@ -80,7 +80,7 @@ def leapfrog(position, momentum, grad_log_prob_fn, step_size, num_steps):
             and position.shape != momentum.shape:
         raise ValueError(f"`momentum` must have the shape of `position` {position.shape.as_list()},"
                          f" got {momentum.shape.as_list()}")
-    step_size = tf.cast(step_size, position.dtype)
+    step_size = _checks.as_dtype(step_size, position.dtype)
     grad = grad_log_prob_fn(position)
     state = LeapfrogState(position, momentum, tf.zeros([], position.dtype), grad)
     final = leapfrog_trajectory(
@@ -149,7 +149,7 @@ def pm_strang(theta, rho, u, p, grad_fn, step_size, num_steps, mass=1.0, order="
     for a, b, name in ((theta, rho, "rho"), (u, p, "p")):
         if a.shape.is_fully_defined() and b.shape.is_fully_defined() and a.shape != b.shape:
             raise ValueError(f"`{name}` must have the shape {a.shape.as_list()}, got {b.shape.as_list()}")
-    h = tf.cast(step_size, dt)
+    h = _checks.as_dtype(step_size, dt)
     mass = tf.cast(mass, dt)
     if order == "BAB":
         g_theta, g_u = grad_fn(theta, u)

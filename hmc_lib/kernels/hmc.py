@@ -107,7 +107,7 @@ class HMC(tfp.mcmc.TransitionKernel):
         zeros = tf.zeros_like(lp)
         return HMCResults(
             target_log_prob=lp, grad_target_log_prob=grad,
-            step_size=tf.cast(self.step_size, x.dtype),
+            step_size=_checks.as_dtype(self.step_size, x.dtype),
             is_accepted=tf.zeros_like(lp, tf.bool), log_accept_ratio=zeros,
             is_divergent=tf.zeros_like(lp, tf.bool),
             grad_evals=tf.zeros_like(lp, tf.int32))

@@ -129,7 +129,7 @@ class NNgHMC(tfp.mcmc.TransitionKernel):
         _check_field(field, x)
         zeros = tf.zeros_like(lp)
         return NNgHMCResults(
-            target_log_prob=lp, field=field, step_size=tf.cast(self.step_size, x.dtype),
+            target_log_prob=lp, field=field, step_size=_checks.as_dtype(self.step_size, x.dtype),
             is_accepted=tf.zeros_like(lp, tf.bool), log_accept_ratio=zeros,
             is_divergent=tf.zeros_like(lp, tf.bool), grad_evals=tf.zeros_like(lp, tf.int32),
             potential_evals=tf.zeros_like(lp, tf.int32))
@@ -241,7 +241,7 @@ class RecordingHMC(tfp.mcmc.TransitionKernel):
         traj = tf.zeros(tf.concat([tf.shape(x)[:-1], [self.num_leapfrog_steps], tf.shape(x)[-1:]], 0),
                         x.dtype)
         return RecordingHMCResults(
-            target_log_prob=lp, grad_target_log_prob=grad, step_size=tf.cast(self.step_size, x.dtype),
+            target_log_prob=lp, grad_target_log_prob=grad, step_size=_checks.as_dtype(self.step_size, x.dtype),
             is_accepted=tf.zeros_like(lp, tf.bool), log_accept_ratio=zeros,
             is_divergent=tf.zeros_like(lp, tf.bool), grad_evals=tf.zeros_like(lp, tf.int32),
             trajectory_positions=traj, trajectory_grads=traj)

@@ -109,7 +109,7 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
     merge_u = tf.random.stateless_uniform([depth_max, chains], seed=merge_seed, dtype=dtype)
     leaf_u = tf.random.stateless_uniform([depth_max, max_leaves, chains], seed=leaf_seed,
                                          dtype=dtype)
-    step_size = tf.cast(step_size, dtype)
+    step_size = _checks.as_dtype(step_size, dtype)
     pow2 = tf.constant([2 ** j for j in range(1, levels + 1)], tf.int32)   # levels 1..D-1
     neg_inf = tf.fill([chains], tf.constant(-float("inf"), dtype))
     false = tf.zeros([chains], tf.bool)
@@ -268,7 +268,7 @@ class NUTS(tfp.mcmc.TransitionKernel):
         x = check_initial(x, lp, self._dim)
         return NUTSResults(
             target_log_prob=lp, grad_target_log_prob=grad,
-            step_size=tf.cast(self.step_size, x.dtype), is_accepted=tf.zeros_like(lp, tf.bool),
+            step_size=_checks.as_dtype(self.step_size, x.dtype), is_accepted=tf.zeros_like(lp, tf.bool),
             log_accept_ratio=tf.zeros_like(lp), is_divergent=tf.zeros_like(lp, tf.bool),
             grad_evals=tf.zeros_like(lp, tf.int32), tree_depth=tf.zeros_like(lp, tf.int32))
 
