@@ -104,7 +104,7 @@ class _PMBase(tfp.mcmc.TransitionKernel):
             raise ValueError("`target.log_joint` is not finite at `current_state`")
         return PMResults(
             target_log_prob=value, grad_theta=g_theta, grad_u=g_u,
-            step_size=tf.cast(self.step_size, theta.dtype),
+            step_size=_checks.as_dtype(self.step_size, theta.dtype),
             is_accepted=tf.zeros_like(value, tf.bool), log_accept_ratio=tf.zeros_like(value),
             is_divergent=tf.zeros_like(value, tf.bool), grad_evals=tf.zeros_like(value, tf.int32),
             tree_depth=tf.zeros_like(value, tf.int32))
