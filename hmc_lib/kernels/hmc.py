@@ -8,6 +8,7 @@ import tensorflow_probability as tfp
 from hmc_lib import _checks
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory, value_and_grad
 from hmc_lib.kernels import metropolis
+from hmc_lib.kernels.base import Kernel
 
 
 class HMCResults(NamedTuple):
@@ -52,7 +53,22 @@ def check_initial(x, log_prob, dim, name="current_state"):
     return x
 
 
-class HMC(tfp.mcmc.TransitionKernel):
+def draw_momentum(x, seed):
+    """v ~ N(0, I) shaped like `x`, and the acceptance seed, split from `seed` exactly as
+    `tfp.mcmc.HamiltonianMonteCarlo` splits it (so equal seeds give equal chains)."""
+    seed = tfp.random.sanitize_seed(seed)
+    proposal_seed, accept_seed = tfp.random.split_seed(seed)
+    (momentum_seed,) = tfp.random.split_seed(tfp.random.sanitize_seed(proposal_seed), n=1)
+    return tf.random.stateless_normal(tf.shape(x), seed=momentum_seed, dtype=x.dtype), accept_seed
+
+
+def log_accept_ratio(lp_new, lp_old, v0, v1):
+    """H(x, v0) − H(x', v1) for H = −log π + ½|v|², summed in TFP's order: `[chains]`."""
+    correction = 0.5 * tf.add_n([tf.reduce_sum(v0**2, -1), -tf.reduce_sum(v1**2, -1)])
+    return tf.add_n([lp_new, -lp_old, correction])
+
+
+class HMC(Kernel):
     """HMC with identity mass, a fixed number of leapfrog steps, state `[chains, dim]`.
 
     The random numbers are drawn exactly as `tfp.mcmc.HamiltonianMonteCarlo` draws them (the
@@ -76,61 +92,52 @@ class HMC(tfp.mcmc.TransitionKernel):
                                 num_leapfrog_steps=num_leapfrog_steps,
                                 max_energy_error=max_energy_error, name=name)
 
-    @property
-    def parameters(self):
-        return self._parameters
 
     @property
     def target_log_prob_fn(self):
         return self._log_prob_fn
 
-    @property
-    def step_size(self):
-        return self._parameters["step_size"]
-
-    @property
-    def num_leapfrog_steps(self):
-        return self._parameters["num_leapfrog_steps"]
-
-    @property
-    def is_calibrated(self):
-        return True
 
     def _value_and_grad(self, x):
         return value_and_grad(self._log_prob_fn)(x)
+
+    # Subclasses change the trajectory (and what it records) by overriding these three.
+    _results_type = HMCResults
+
+    def _integrate(self, start, step_size):
+        """Runs the trajectory from `start`; returns `(end LeapfrogState, extra result fields)`."""
+        return leapfrog_trajectory(start, self._value_and_grad, step_size,
+                                   self.num_leapfrog_steps), {}
+
+    def _initial_extras(self, x):
+        return {}
 
     def bootstrap_results(self, init_state):
         x = _checks.floating(init_state, "current_state")
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
         x = check_initial(x, lp, self._dim)
-        zeros = tf.zeros_like(lp)
-        return HMCResults(
+        return self._results_type(
             target_log_prob=lp, grad_target_log_prob=grad,
             step_size=_checks.as_dtype(self.step_size, x.dtype),
-            is_accepted=tf.zeros_like(lp, tf.bool), log_accept_ratio=zeros,
+            is_accepted=tf.zeros_like(lp, tf.bool), log_accept_ratio=tf.zeros_like(lp),
             is_divergent=tf.zeros_like(lp, tf.bool),
-            grad_evals=tf.zeros_like(lp, tf.int32))
+            grad_evals=tf.zeros_like(lp, tf.int32), **self._initial_extras(x))
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
-        x = current_state
-        prev = previous_kernel_results
-        seed = tfp.random.sanitize_seed(seed)
-        proposal_seed, accept_seed = tfp.random.split_seed(seed)
-        (momentum_seed,) = tfp.random.split_seed(tfp.random.sanitize_seed(proposal_seed), n=1)
-        v0 = tf.random.stateless_normal(tf.shape(x), seed=momentum_seed, dtype=x.dtype)
+        x, prev = current_state, previous_kernel_results
+        v0, accept_seed = draw_momentum(x, seed)
         start = LeapfrogState(x, v0, prev.target_log_prob, prev.grad_target_log_prob)
-        end = leapfrog_trajectory(start, self._value_and_grad, prev.step_size,
-                                  self.num_leapfrog_steps)
-        correction = 0.5 * tf.add_n([tf.reduce_sum(v0**2, -1), -tf.reduce_sum(end.momentum**2, -1)])
-        log_accept_ratio = tf.add_n([end.value, -prev.target_log_prob, correction])
-        decision = metropolis.decide(log_accept_ratio, accept_seed, end.position,
-                                     self._parameters["max_energy_error"])
+        end, extras = self._integrate(start, prev.step_size)
+        decision = metropolis.decide(
+            log_accept_ratio(end.value, prev.target_log_prob, v0, end.momentum), accept_seed,
+            end.position, self._parameters["max_energy_error"])
         new_x, lp, grad = metropolis.choose(
             decision.is_accepted, (end.position, end.value, end.grad),
             (x, prev.target_log_prob, prev.grad_target_log_prob))
         results = prev._replace(
             target_log_prob=lp, grad_target_log_prob=grad, is_accepted=decision.is_accepted,
             log_accept_ratio=decision.log_accept_ratio, is_divergent=decision.is_divergent,
-            grad_evals=tf.fill(tf.shape(lp), tf.constant(self.num_leapfrog_steps, tf.int32)))
+            grad_evals=tf.fill(tf.shape(lp), tf.constant(self.num_leapfrog_steps, tf.int32)),
+            **extras)
         return new_x, results

@@ -16,12 +16,12 @@ every leapfrog step, accepted or not.
 from typing import NamedTuple
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from hmc_lib import _checks
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory, value_and_grad
 from hmc_lib.kernels import metropolis
-from hmc_lib.kernels.hmc import HMCResults, check_initial, unpack_target
+from hmc_lib.kernels.hmc import HMC, check_initial, draw_momentum, log_accept_ratio, unpack_target
+from hmc_lib.kernels.base import Kernel
 
 
 class NNgHMCResults(NamedTuple):
@@ -44,19 +44,6 @@ class NNgHMCResults(NamedTuple):
     potential_evals: tf.Tensor
 
 
-def _momentum(x, seed):
-    """Draws v ~ N(0, I) and the acceptance seed exactly as `HMC` (and TFP's HMC) do."""
-    seed = tfp.random.sanitize_seed(seed)
-    proposal_seed, accept_seed = tfp.random.split_seed(seed)
-    (momentum_seed,) = tfp.random.split_seed(tfp.random.sanitize_seed(proposal_seed), n=1)
-    return tf.random.stateless_normal(tf.shape(x), seed=momentum_seed, dtype=x.dtype), accept_seed
-
-
-def _log_accept_ratio(lp_new, lp_old, v0, v1):
-    """H(current) − H(proposed) for H = −log π + ½|v|²."""
-    return tf.add_n([lp_new, -lp_old, metropolis.kinetic_energy(v0), -metropolis.kinetic_energy(v1)])
-
-
 def _check_field(field, x):
     if field.shape.is_fully_defined() and x.shape.is_fully_defined() and field.shape != x.shape:
         raise ValueError(f"`grad_fn` must map [chains, dim] to [chains, dim]: for a state of shape "
@@ -66,7 +53,7 @@ def _check_field(field, x):
                         f"{x.dtype.name}")
 
 
-class NNgHMC(tfp.mcmc.TransitionKernel):
+class NNgHMC(Kernel):
     """HMC with a surrogate gradient field in the leapfrog and the true H in the Metropolis test.
 
     Args:
@@ -96,9 +83,6 @@ class NNgHMC(tfp.mcmc.TransitionKernel):
                                 step_size=step_size, num_leapfrog_steps=num_leapfrog_steps,
                                 max_energy_error=max_energy_error, name=name)
 
-    @property
-    def parameters(self):
-        return self._parameters
 
     @property
     def target_log_prob_fn(self):
@@ -108,17 +92,6 @@ class NNgHMC(tfp.mcmc.TransitionKernel):
     def grad_fn(self):
         return self._grad_fn
 
-    @property
-    def step_size(self):
-        return self._parameters["step_size"]
-
-    @property
-    def num_leapfrog_steps(self):
-        return self._parameters["num_leapfrog_steps"]
-
-    @property
-    def is_calibrated(self):
-        return True
 
     def bootstrap_results(self, init_state):
         x = _checks.floating(init_state, "current_state")
@@ -136,13 +109,13 @@ class NNgHMC(tfp.mcmc.TransitionKernel):
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
         x, prev = current_state, previous_kernel_results
-        v0, accept_seed = _momentum(x, seed)
+        v0, accept_seed = draw_momentum(x, seed)
         dummy = tf.zeros_like(prev.target_log_prob)
         start = LeapfrogState(x, v0, dummy, prev.field)
         end = leapfrog_trajectory(start, lambda y: (dummy, self._grad_fn(y)), prev.step_size,
                                   self.num_leapfrog_steps)
         lp_new = self._log_prob_fn(end.position)   # the one true evaluation of this step
-        decision = metropolis.decide(_log_accept_ratio(lp_new, prev.target_log_prob, v0, end.momentum),
+        decision = metropolis.decide(log_accept_ratio(lp_new, prev.target_log_prob, v0, end.momentum),
                                      accept_seed, end.position, self._parameters["max_energy_error"])
         new_x, lp, field = metropolis.choose(decision.is_accepted, (end.position, lp_new, end.grad),
                                              (x, prev.target_log_prob, prev.field))
@@ -188,79 +161,39 @@ def recording_trajectory(state, value_and_grad_fn, step_size, num_steps):
     return final, move(pos_ta.stack()), move(grad_ta.stack())
 
 
-class RecordingHMC(tfp.mcmc.TransitionKernel):
+class RecordingHMC(HMC):
     """Standard HMC (same random numbers as `HMC`) that records every leapfrog point.
 
     Each step's results carry the L positions of its trajectory and the true gradient of
     log π at each (`trajectory_positions`, `trajectory_grads`, `[chains, L, dim]`), listed in
     `trace_fields` so that `hmc_lib.sample` traces them: the training data of NNgHMC.
-    Args as `HMC`.
+    Args as `HMC`; a `Target` with an analytic gradient is differentiated analytically.
     """
 
     trace_fields = ("trajectory_positions", "trajectory_grads")
+    _results_type = RecordingHMCResults
 
     def __init__(self, target_log_prob_fn, step_size, num_leapfrog_steps,
                  max_energy_error=metropolis.MAX_ENERGY_ERROR, name="recording_hmc"):
-        self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
+        super().__init__(target_log_prob_fn, step_size, num_leapfrog_steps,
+                         max_energy_error=max_energy_error, name=name)
         self._grad = (target_log_prob_fn.grad_log_prob
                       if getattr(target_log_prob_fn, "has_analytic_grad", False) else None)
-        _checks.positive_float(step_size, "step_size")
-        _checks.positive_int(num_leapfrog_steps, "num_leapfrog_steps")
-        _checks.positive_float(max_energy_error, "max_energy_error")
-        self._parameters = dict(target_log_prob_fn=target_log_prob_fn, step_size=step_size,
-                                num_leapfrog_steps=num_leapfrog_steps,
-                                max_energy_error=max_energy_error, name=name)
-
-    @property
-    def parameters(self):
-        return self._parameters
-
-    @property
-    def step_size(self):
-        return self._parameters["step_size"]
-
-    @property
-    def num_leapfrog_steps(self):
-        return self._parameters["num_leapfrog_steps"]
-
-    @property
-    def is_calibrated(self):
-        return True
 
     def _value_and_grad(self, x):
         if self._grad is not None:       # a Target's analytic gradient
             return self._log_prob_fn(x), self._grad(x)
-        return value_and_grad(self._log_prob_fn)(x)
+        return super()._value_and_grad(x)
 
-    def bootstrap_results(self, init_state):
-        x = _checks.floating(init_state, "current_state")
-        _checks.state_shape(x, self._dim, "current_state")
-        lp, grad = self._value_and_grad(x)
-        x = check_initial(x, lp, self._dim)
-        zeros = tf.zeros_like(lp)
-        traj = tf.zeros(tf.concat([tf.shape(x)[:-1], [self.num_leapfrog_steps], tf.shape(x)[-1:]], 0),
-                        x.dtype)
-        return RecordingHMCResults(
-            target_log_prob=lp, grad_target_log_prob=grad, step_size=_checks.as_dtype(self.step_size, x.dtype),
-            is_accepted=tf.zeros_like(lp, tf.bool), log_accept_ratio=zeros,
-            is_divergent=tf.zeros_like(lp, tf.bool), grad_evals=tf.zeros_like(lp, tf.int32),
-            trajectory_positions=traj, trajectory_grads=traj)
-
-    def one_step(self, current_state, previous_kernel_results, seed=None):
-        x, prev = current_state, previous_kernel_results
-        v0, accept_seed = _momentum(x, seed)
-        start = LeapfrogState(x, v0, prev.target_log_prob, prev.grad_target_log_prob)
-        end, positions, grads = recording_trajectory(start, self._value_and_grad, prev.step_size,
+    def _integrate(self, start, step_size):
+        end, positions, grads = recording_trajectory(start, self._value_and_grad, step_size,
                                                      self.num_leapfrog_steps)
-        decision = metropolis.decide(_log_accept_ratio(end.value, prev.target_log_prob, v0, end.momentum),
-                                     accept_seed, end.position, self._parameters["max_energy_error"])
-        new_x, lp, grad = metropolis.choose(decision.is_accepted, (end.position, end.value, end.grad),
-                                            (x, prev.target_log_prob, prev.grad_target_log_prob))
-        return new_x, prev._replace(
-            target_log_prob=lp, grad_target_log_prob=grad, is_accepted=decision.is_accepted,
-            log_accept_ratio=decision.log_accept_ratio, is_divergent=decision.is_divergent,
-            grad_evals=tf.fill(tf.shape(lp), tf.constant(self.num_leapfrog_steps, tf.int32)),
-            trajectory_positions=positions, trajectory_grads=grads)
+        return end, dict(trajectory_positions=positions, trajectory_grads=grads)
+
+    def _initial_extras(self, x):
+        shape = tf.concat([tf.shape(x)[:-1], [self.num_leapfrog_steps], tf.shape(x)[-1:]], 0)
+        traj = tf.zeros(shape, x.dtype)
+        return dict(trajectory_positions=traj, trajectory_grads=traj)
 
 
 def swap_prior(grad_fn, old_log_prior_fn, new_log_prior_fn):

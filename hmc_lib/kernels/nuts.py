@@ -32,6 +32,7 @@ from hmc_lib import _checks
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory, value_and_grad
 from hmc_lib.kernels import metropolis
 from hmc_lib.kernels.hmc import check_initial, unpack_target
+from hmc_lib.kernels.base import Kernel
 
 
 class Phase(NamedTuple):
@@ -214,7 +215,7 @@ def check_tree_depth(max_tree_depth):
     return int(max_tree_depth)
 
 
-class NUTS(tfp.mcmc.TransitionKernel):
+class NUTS(Kernel):
     """Multinomial NUTS with identity mass, state `[chains, dim]` (see the module docstring).
 
     Args:
@@ -240,21 +241,6 @@ class NUTS(tfp.mcmc.TransitionKernel):
                                 max_tree_depth=max_tree_depth,
                                 max_energy_error=max_energy_error, name=name)
 
-    @property
-    def parameters(self):
-        return self._parameters
-
-    @property
-    def step_size(self):
-        return self._parameters["step_size"]
-
-    @property
-    def max_tree_depth(self):
-        return self._parameters["max_tree_depth"]
-
-    @property
-    def is_calibrated(self):
-        return True
 
     def _value_and_grad(self, x):
         return value_and_grad(self._log_prob_fn)(x)

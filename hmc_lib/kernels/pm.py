@@ -20,6 +20,7 @@ from hmc_lib import _checks
 from hmc_lib.integrators import PMState, pm_trajectory
 from hmc_lib.kernels import metropolis
 from hmc_lib.kernels.nuts import Phase, check_tree_depth, nuts_transition
+from hmc_lib.kernels.base import Kernel
 
 
 class PMResults(NamedTuple):
@@ -45,7 +46,7 @@ def _sum_event(x):
     return tf.reduce_sum(x, axis=list(range(1, len(x.shape))))
 
 
-class _PMBase(tfp.mcmc.TransitionKernel):
+class _PMBase(Kernel):
     """Shared parts: target checks, state checks, bootstrap, momenta and the energy."""
 
     trace_fields = ("tree_depth",)
@@ -65,21 +66,6 @@ class _PMBase(tfp.mcmc.TransitionKernel):
     def target(self):
         return self._target
 
-    @property
-    def parameters(self):
-        return self._parameters
-
-    @property
-    def step_size(self):
-        return self._parameters["step_size"]
-
-    @property
-    def mass(self):
-        return self._parameters["mass"]
-
-    @property
-    def is_calibrated(self):
-        return True
 
     def _check_state(self, state):
         if not isinstance(state, (list, tuple)) or len(state) != 2:
@@ -142,9 +128,6 @@ class PMHMC(_PMBase):
                                 max_energy_error=max_energy_error,
                                 use_manual_grad=use_manual_grad, name=name)
 
-    @property
-    def num_leapfrog_steps(self):
-        return self._parameters["num_leapfrog_steps"]
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
         theta, u = current_state
@@ -192,9 +175,6 @@ class PMNUTS(_PMBase):
                                 mass=mass, uturn_cap=uturn_cap, max_energy_error=max_energy_error,
                                 use_manual_grad=use_manual_grad, name=name)
 
-    @property
-    def max_tree_depth(self):
-        return self._parameters["max_tree_depth"]
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
         theta, u = current_state

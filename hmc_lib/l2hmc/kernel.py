@@ -8,6 +8,7 @@ import tensorflow_probability as tfp
 from hmc_lib import _checks
 from hmc_lib.integrators import value_and_grad
 from hmc_lib.kernels import metropolis
+from hmc_lib.kernels.base import Kernel
 from hmc_lib.kernels.hmc import check_initial, unpack_target
 from hmc_lib.l2hmc.dynamics import Dynamics
 
@@ -46,7 +47,7 @@ class L2HMCResults(NamedTuple):
     direction: tf.Tensor
 
 
-class L2HMC(tfp.mcmc.TransitionKernel):
+class L2HMC(Kernel):
     """L2HMC (Levy, Hoffman, Sohl-Dickstein 2018) with trained `dynamics`, state `[chains, dim]`.
 
     Each step draws v ~ N(0, I) and d uniform on {−1, +1}, runs the M-step operator L in
@@ -73,9 +74,6 @@ class L2HMC(tfp.mcmc.TransitionKernel):
         self._parameters = dict(target_log_prob_fn=target_log_prob_fn, dynamics=dynamics,
                                 max_energy_error=max_energy_error, name=name)
 
-    @property
-    def parameters(self):
-        return self._parameters
 
     @property
     def dynamics(self):
@@ -85,9 +83,6 @@ class L2HMC(tfp.mcmc.TransitionKernel):
     def num_leapfrog_steps(self):
         return self._dynamics.num_steps
 
-    @property
-    def is_calibrated(self):
-        return True
 
     def bootstrap_results(self, init_state):
         x = _checks.floating(init_state, "current_state")
