@@ -46,6 +46,61 @@ def test_glmm_registry_and_defaults():
         "glmm", num_individuals=7, num_importance=5).data["y"])
 
 
+def test_glmm_covariate_scale():
+    # default Z ~ N(0, I/p): Var(Zᵀβ) ≈ |β|²/p; the rest of the simulation is unchanged
+    p = 8
+    d_def, th_def = pmt.simulate_glmm(num_individuals=4000, seed=5)
+    d_one, th_one = pmt.simulate_glmm(num_individuals=4000, seed=5, covariate_scale=1.0)
+    np.testing.assert_allclose(d_def["Z"], d_one["Z"] / np.sqrt(p), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(th_def, th_one)
+    np.testing.assert_array_equal(d_def["X"], d_one["X"])
+    sd = d_def["Z"].std()
+    assert abs(sd - 1 / np.sqrt(p)) < 0.01
+    beta = th_def[:p]
+    zb = d_def["Z"] @ beta
+    assert abs(zb.var() / (beta @ beta / p) - 1) < 0.05
+    with pytest.raises(ValueError, match="covariate_scale"):
+        pmt.glmm(num_individuals=3, num_importance=2, covariate_scale=-1.0)
+
+
+def test_glmm_label_swap_is_a_symmetry_and_relabel_undoes_it():
+    t = pmt.glmm(num_individuals=30, num_importance=4, seed=2)
+    theta = t.true_theta.copy()
+    swapped = theta.copy()
+    swapped[-5:] = [theta[-4], theta[-5], theta[-2], theta[-3], -theta[-1]]
+    # the exact likelihood and the prior are invariant: the posterior is label-symmetric
+    assert abs(t.exact_log_likelihood(theta) - t.exact_log_likelihood(swapped)) < 1e-9
+    assert abs(float(t.log_prior(tf.constant(theta))) - float(t.log_prior(tf.constant(swapped)))) < 1e-12
+    draws = np.stack([theta, swapped, swapped])[:, None]              # [3, 1, 13]
+    out, sw = pmt.glmm_relabel(draws)
+    np.testing.assert_array_equal(sw[:, 0], [False, True, True])
+    np.testing.assert_allclose(out, np.stack([theta] * 3)[:, None], rtol=0, atol=1e-15)
+    assert np.all(draws[1, 0] == swapped)                             # input left unchanged
+
+
+def test_glmm_random_effect_posterior_matches_monte_carlo():
+    # X_t | y_t, θ by quadrature against self-normalised importance sampling from the prior
+    data, theta = pmt.simulate_glmm(num_individuals=5, seed=6)
+    q = pmt.glmm_random_effect_posterior(theta, data)
+    rng = np.random.default_rng(0)
+    M = 400_000
+    second = rng.uniform(size=M) >= 0.8
+    x = np.where(second, 3.0 + rng.standard_normal(M) / np.sqrt(3.0),
+                 rng.standard_normal(M) / np.sqrt(10.0))
+    eta = x[None, None, :] + (data["Z"] @ theta[:8])[:, :, None]
+    log_g = np.sum(data["y"][..., None] * eta - np.logaddexp(0.0, eta), axis=1)   # [T, M]
+    w = np.exp(log_g - log_g.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    ess = 1.0 / np.sum(w ** 2, 1)
+    mean = w @ x
+    sd = np.sqrt(w @ x ** 2 - mean ** 2)
+    p2 = w @ second
+    # 5 Monte Carlo standard errors (from the importance-sampling ESS)
+    assert np.all(np.abs(mean - q["mean"]) < 5 * sd / np.sqrt(ess))
+    assert np.all(np.abs(p2 - q["p_second"]) < 5 * np.sqrt(p2 * (1 - p2) / ess) + 1e-3)
+    np.testing.assert_allclose(q["sd"], sd, rtol=0.05)
+
+
 def test_manual_gradient_matches_autodiff(small_glmm):
     theta, u = _point(small_glmm, 4, seed=0)
     v_auto, gt_auto, gu_auto = small_glmm.autodiff_value_and_grad(theta, u)
