@@ -21,6 +21,11 @@ class Kernel(tfp.mcmc.TransitionKernel):
     def is_calibrated(self):
         return True
 
+    @property
+    def target_log_prob_fn(self):
+        """The log-density the kernel samples (a `Target`'s `log_prob` when given a `Target`)."""
+        return self.__dict__.get("_log_prob_fn", self._parameters.get("target_log_prob_fn"))
+
     def __getattr__(self, name):
         params = self.__dict__.get("_parameters", {})
         if name in params:

@@ -93,10 +93,6 @@ class HMC(Kernel):
                                 max_energy_error=max_energy_error, name=name)
 
 
-    @property
-    def target_log_prob_fn(self):
-        return self._log_prob_fn
-
 
     def _value_and_grad(self, x):
         return value_and_grad(self._log_prob_fn)(x)

@@ -85,13 +85,8 @@ class NNgHMC(Kernel):
 
 
     @property
-    def target_log_prob_fn(self):
-        return self._log_prob_fn
-
-    @property
     def grad_fn(self):
         return self._grad_fn
-
 
     def bootstrap_results(self, init_state):
         x = _checks.floating(init_state, "current_state")

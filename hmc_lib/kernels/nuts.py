@@ -241,7 +241,6 @@ class NUTS(Kernel):
                                 max_tree_depth=max_tree_depth,
                                 max_energy_error=max_energy_error, name=name)
 
-
     def _value_and_grad(self, x):
         return value_and_grad(self._log_prob_fn)(x)
 

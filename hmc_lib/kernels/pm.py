@@ -66,7 +66,6 @@ class _PMBase(Kernel):
     def target(self):
         return self._target
 
-
     def _check_state(self, state):
         if not isinstance(state, (list, tuple)) or len(state) != 2:
             raise ValueError("`current_state` must be the list [theta [chains, theta_dim], "
@@ -128,7 +127,6 @@ class PMHMC(_PMBase):
                                 max_energy_error=max_energy_error,
                                 use_manual_grad=use_manual_grad, name=name)
 
-
     def one_step(self, current_state, previous_kernel_results, seed=None):
         theta, u = current_state
         prev = previous_kernel_results
@@ -174,7 +172,6 @@ class PMNUTS(_PMBase):
         self._parameters = dict(target=target, step_size=step_size, max_tree_depth=max_tree_depth,
                                 mass=mass, uturn_cap=uturn_cap, max_energy_error=max_energy_error,
                                 use_manual_grad=use_manual_grad, name=name)
-
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
         theta, u = current_state

@@ -74,7 +74,6 @@ class L2HMC(Kernel):
         self._parameters = dict(target_log_prob_fn=target_log_prob_fn, dynamics=dynamics,
                                 max_energy_error=max_energy_error, name=name)
 
-
     @property
     def dynamics(self):
         return self._dynamics
@@ -82,7 +81,6 @@ class L2HMC(Kernel):
     @property
     def num_leapfrog_steps(self):
         return self._dynamics.num_steps
-
 
     def bootstrap_results(self, init_state):
         x = _checks.floating(init_state, "current_state")

@@ -261,12 +261,9 @@ def glmm_grad_manual(theta, u, Z, y, prior_scale=10.0, q_scale=3.0):
     return log_prior + loglik, g_theta, g_u
 
 
-def glmm_exact_log_likelihood(theta, data, num_grid=2001, width=12.0):
-    """log p(y | θ) of the GLMM by quadrature over each X_t (numpy, float64; for checks).
-
-    theta: `[theta_dim]` numpy. A uniform grid over [−width, width] (the random effect lies
-    well inside it for the parameters of interest) with the trapezoidal rule.
-    """
+def _random_effect_grid(theta, data, num_grid, width):
+    """Quadrature pieces at fixed θ on a uniform grid x `[G]` over [−width, width]:
+    log p(y_t | X = x) `[T, G]` and the two weighted mixture log-densities of x, each `[G]`."""
     theta = np.asarray(theta, np.float64)
     Z, y = data["Z"], data["y"]
     p = Z.shape[-1]
@@ -277,6 +274,16 @@ def glmm_exact_log_likelihood(theta, data, num_grid=2001, width=12.0):
     w1 = 1.0 / (1.0 + np.exp(-a))
     lp1 = np.log(w1) + 0.5 * ll1 - 0.5 * _LOG_2PI - 0.5 * np.exp(ll1) * (x - mu1) ** 2
     lp2 = np.log1p(-w1) + 0.5 * ll2 - 0.5 * _LOG_2PI - 0.5 * np.exp(ll2) * (x - mu2) ** 2
+    return x, log_g, lp1, lp2
+
+
+def glmm_exact_log_likelihood(theta, data, num_grid=2001, width=12.0):
+    """log p(y | θ) of the GLMM by quadrature over each X_t (numpy, float64; for checks).
+
+    theta: `[theta_dim]` numpy. A uniform grid over [−width, width] (the random effect lies
+    well inside it for the parameters of interest) with the trapezoidal rule.
+    """
+    x, log_g, lp1, lp2 = _random_effect_grid(theta, data, num_grid, width)
     integrand = log_g + np.logaddexp(lp1, lp2)[None, :]
     mx = integrand.max(axis=1, keepdims=True)
     vals = np.exp(integrand - mx)
@@ -292,16 +299,7 @@ def glmm_random_effect_posterior(theta, data, num_grid=2001, width=12.0):
     and `p_second` = P(X_t came from the second mixture component | y_t, θ). Same grid as
     `glmm_exact_log_likelihood`.
     """
-    theta = np.asarray(theta, np.float64)
-    Z, y = data["Z"], data["y"]
-    p = Z.shape[-1]
-    beta, mu1, mu2, ll1, ll2, a = theta[:p], *theta[p:]
-    x = np.linspace(-width, width, num_grid)
-    eta = x[None, None, :] + (Z @ beta)[:, :, None]
-    log_g = np.sum(y[..., None] * eta - np.logaddexp(0.0, eta), axis=1)       # [T, G]
-    w1 = 1.0 / (1.0 + np.exp(-a))
-    lp1 = np.log(w1) + 0.5 * ll1 - 0.5 * _LOG_2PI - 0.5 * np.exp(ll1) * (x - mu1) ** 2
-    lp2 = np.log1p(-w1) + 0.5 * ll2 - 0.5 * _LOG_2PI - 0.5 * np.exp(ll2) * (x - mu2) ** 2
+    x, log_g, lp1, lp2 = _random_effect_grid(theta, data, num_grid, width)
     lpost = log_g + np.logaddexp(lp1, lp2)[None, :]
     post = np.exp(lpost - lpost.max(axis=1, keepdims=True))
     post /= post.sum(axis=1, keepdims=True)
