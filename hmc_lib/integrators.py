@@ -150,7 +150,7 @@ def pm_strang(theta, rho, u, p, grad_fn, step_size, num_steps, mass=1.0, order="
         if a.shape.is_fully_defined() and b.shape.is_fully_defined() and a.shape != b.shape:
             raise ValueError(f"`{name}` must have the shape {a.shape.as_list()}, got {b.shape.as_list()}")
     h = _checks.as_dtype(step_size, dt)
-    mass = tf.cast(mass, dt)
+    mass = _checks.as_dtype(mass, dt)
     if order == "BAB":
         g_theta, g_u = grad_fn(theta, u)
         state = PMState(theta, rho, u, p, tf.zeros([], dt), g_theta, g_u)

@@ -94,16 +94,21 @@ class _PMBase(Kernel):
             is_divergent=tf.zeros_like(value, tf.bool), grad_evals=tf.zeros_like(value, tf.int32),
             tree_depth=tf.zeros_like(value, tf.int32))
 
-    def _momenta(self, theta, u, seed):
-        rho_seed, p_seed = tfp.random.split_seed(seed)
-        mass = tf.cast(self.mass, theta.dtype)
+    def _start(self, current_state, seed):
+        """Unpacks the state `[theta, u]` and draws fresh momenta (ρ ~ N(0, m I), p ~ N(0, I)).
+
+        Returns `(theta, u, rho, p, seed)`, the last a second seed for the rest of the step."""
+        theta, u = current_state
+        momentum_seed, rest_seed = tfp.random.split_seed(tfp.random.sanitize_seed(seed))
+        rho_seed, p_seed = tfp.random.split_seed(momentum_seed)
+        mass = _checks.as_dtype(self.mass, theta.dtype)
         rho = tf.sqrt(mass) * tf.random.stateless_normal(tf.shape(theta), rho_seed, dtype=theta.dtype)
         p = tf.random.stateless_normal(tf.shape(u), p_seed, dtype=u.dtype)
-        return rho, p
+        return theta, u, rho, p, rest_seed
 
     def energy(self, theta, rho, u, p, value):
         """H(θ, ρ, u, p) with `value` = log_joint(θ, u): `[chains]`."""
-        mass = tf.cast(self.mass, theta.dtype)
+        mass = _checks.as_dtype(self.mass, theta.dtype)
         return (-value + 0.5 * tf.reduce_sum(tf.square(rho) / mass, -1)
                 + 0.5 * _sum_event(tf.square(u)) + 0.5 * _sum_event(tf.square(p)))
 
@@ -128,14 +133,11 @@ class PMHMC(_PMBase):
                                 use_manual_grad=use_manual_grad, name=name)
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
-        theta, u = current_state
         prev = previous_kernel_results
-        seed = tfp.random.sanitize_seed(seed)
-        momentum_seed, accept_seed = tfp.random.split_seed(seed)
-        rho, p = self._momenta(theta, u, momentum_seed)
+        theta, u, rho, p, accept_seed = self._start(current_state, seed)
         start = PMState(theta, rho, u, p, prev.target_log_prob, prev.grad_theta, prev.grad_u)
         end = pm_trajectory(start, self._vg, prev.step_size, self.num_leapfrog_steps,
-                            tf.cast(self.mass, theta.dtype))
+                            _checks.as_dtype(self.mass, theta.dtype))
         h0 = self.energy(theta, rho, u, p, prev.target_log_prob)
         h1 = self.energy(end.theta, end.rho, end.u, end.p, end.value)
         decision = metropolis.decide(h0 - h1, accept_seed, [end.theta, end.u],
@@ -174,12 +176,9 @@ class PMNUTS(_PMBase):
                                 use_manual_grad=use_manual_grad, name=name)
 
     def one_step(self, current_state, previous_kernel_results, seed=None):
-        theta, u = current_state
         prev = previous_kernel_results
-        seed = tfp.random.sanitize_seed(seed)
-        momentum_seed, tree_seed = tfp.random.split_seed(seed)
-        rho, p = self._momenta(theta, u, momentum_seed)
-        mass = tf.cast(self.mass, theta.dtype)
+        theta, u, rho, p, tree_seed = self._start(current_state, seed)
+        mass = _checks.as_dtype(self.mass, theta.dtype)
 
         def step_fn(phase, eps):
             (th, uu), (r, pp) = phase.position, phase.momentum
