@@ -13,12 +13,12 @@ from hmc_lib.sampling import sample
 # Kernels that live in their own modules, imported on first use.
 _LAZY = {
     "NUTS": "hmc_lib.kernels.nuts",
-    "NNgHMC": "hmc_lib.kernels.nnghmc",
+    "NNgHMC": "hmc_lib.nnghmc",
     "L2HMC": "hmc_lib.l2hmc",
-    "PMHMC": "hmc_lib.kernels.pm",
-    "PMNUTS": "hmc_lib.kernels.pm",
-    "HNNHMC": "hmc_lib.kernels.hnn",
-    "HNNNUTS": "hmc_lib.kernels.hnn",
+    "PMHMC": "hmc_lib.pm",
+    "PMNUTS": "hmc_lib.pm",
+    "HNNHMC": "hmc_lib.hnn",
+    "HNNNUTS": "hmc_lib.hnn",
 }
 
 

@@ -5,6 +5,8 @@ pseudo-marginal estimator's gradient) per step and chain, so ESS per gradient is
 across methods. ESS is ArviZ's (Geyer's initial monotone sequence over all chains).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 #: trace keys that are not per-step arrays
@@ -132,3 +134,69 @@ def ess_known_moments(samples, mean, variance, cutoff=0.05):
     below = np.nonzero(rho[1:] < cutoff)[0]
     stop = below[0] + 1 if below.size else n
     return float(1.0 / (1.0 + 2.0 * np.sum(rho[1:stop])))
+
+
+class MomentCheck(NamedTuple):
+    """Standardised errors of a run's moments against the truth; see `check_moments`.
+
+    z_mean, z_var: `[dim]` errors of the mean and the variance in Monte Carlo standard errors
+    (t statistics with `chains - 1` degrees of freedom); bound: the largest |z| allowed;
+    passed: all |z| below it.
+    """
+    z_mean: np.ndarray
+    z_var: np.ndarray
+    bound: float
+    passed: bool
+
+
+def moment_bound(num_chains, num_tests, alpha=1e-4):
+    """The |t| bound that `num_tests` t statistics with `num_chains - 1` degrees of freedom all
+    stay below with probability >= 1 − alpha (Bonferroni), when the estimates are unbiased."""
+    from scipy import stats
+    if num_chains < 8:
+        raise ValueError(f"`num_chains` must be >= 8 for a between-chain error, got {num_chains}")
+    return float(stats.t.ppf(1.0 - alpha / (2.0 * num_tests), num_chains - 1))
+
+
+def check_moments(samples, mean, variance, alpha=1e-4):
+    """Checks a run's per-coordinate mean and variance against the truth, robustly.
+
+    The Monte Carlo standard error comes from the spread *between independent chains*: each
+    chain's average of x (and of (x − μ)²) is one independent estimate, so with C chains the
+    error of their average is sd/√C, whatever the autocorrelation inside a chain, and the
+    standardised error is a t statistic with C − 1 degrees of freedom. This needs no ESS
+    estimate (the ESS of a short run of a slowly mixing chain is itself badly estimated, which
+    is what makes ESS-based bounds fail on other machines). Chains must be independent and
+    started at (or burnt in to) stationarity; use at least 16 of them.
+
+    The bound is Bonferroni over the 2·dim statistics at family-wise level `alpha`, so a
+    correct sampler fails the check with probability below `alpha` (default 1e-4).
+
+    Args:
+      samples: `[draws, chains, dim]`.
+      mean, variance: the true moments, `[dim]`.
+    Returns:
+      `MomentCheck`; `assert_moments` raises on failure.
+    """
+    x = _as_draws(samples)                       # [draws, chains, dim]
+    mean = np.asarray(mean, np.float64)
+    variance = np.asarray(variance, np.float64)
+    chains = x.shape[1]
+    chain_mean = x.mean(axis=0)                  # [chains, dim]
+    chain_sq = ((x - mean) ** 2).mean(axis=0)
+    root_c = np.sqrt(chains)
+    z_mean = (chain_mean.mean(0) - mean) / (chain_mean.std(0, ddof=1) / root_c)
+    z_var = (chain_sq.mean(0) - variance) / (chain_sq.std(0, ddof=1) / root_c)
+    bound = moment_bound(chains, 2 * x.shape[-1], alpha)
+    passed = bool(np.all(np.abs(z_mean) < bound) and np.all(np.abs(z_var) < bound))
+    return MomentCheck(z_mean, z_var, bound, passed)
+
+
+def assert_moments(samples, mean, variance, alpha=1e-4):
+    """`check_moments`, raising `AssertionError` with the worst errors when it fails."""
+    check = check_moments(samples, mean, variance, alpha)
+    if not check.passed:
+        raise AssertionError(
+            f"moments off: max |z| mean {np.max(np.abs(check.z_mean)):.2f}, variance "
+            f"{np.max(np.abs(check.z_var)):.2f}, bound {check.bound:.2f} (between-chain s.e.)")
+    return check

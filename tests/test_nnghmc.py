@@ -7,9 +7,9 @@ import tensorflow as tf
 
 import hmc_lib
 from hmc_lib import diagnostics, integrators, targets
-from hmc_lib.kernels.nnghmc import NNgHMC, RecordingHMC, swap_prior
-from hmc_lib.nets import GradientNet, fit
-from hmc_lib.nnghmc_schedule import collect_gradients, run_schedule
+from hmc_lib.nnghmc.kernel import NNgHMC, RecordingHMC, swap_prior
+from hmc_lib.nnghmc import GradientNet, fit
+from hmc_lib.nnghmc.schedule import collect_gradients, run_schedule
 
 VAR = np.array([1.0, 4.0, 0.25])
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import hmc_lib
 from hmc_lib import diagnostics, integrators
-from hmc_lib.kernels.pm import PMHMC, PMNUTS
+from hmc_lib.pm.kernel import PMHMC, PMNUTS
 from hmc_lib.targets import pseudo_marginal as pmt
 from hmc_lib.targets.pseudo_marginal import PseudoMarginalTarget
 

@@ -6,7 +6,7 @@ ESS (true moments, cut at 0.05), the paper's measure; `paper` holds the publishe
 """
 
 from hmc_lib import bench
-from hmc_lib.experiments import l2hmc as toy
+from hmc_lib.l2hmc import experiments as toy
 
 TARGETS = ("icg50", "scg", "mog", "rough_well")
 

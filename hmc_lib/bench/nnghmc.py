@@ -2,7 +2,7 @@
 
 `python -m hmc_lib.bench nnghmc --scale book`. For NNgHMC, `train_seconds` is the network
 fitting time, `ess_per_second_total` charges training, gradient collection after burn-in and
-probes to the run (see `hmc_lib.nnghmc_schedule.compare`), and `ess_per_grad` divides by the
+probes to the run (see `hmc_lib.nnghmc.schedule.compare`), and `ess_per_grad` divides by the
 true gradients spent collecting (NNgHMC's own draws spend none). `speedup` is NNgHMC's
 `ess_per_second_total` over HMC's. Logistic regression runs at several data sizes
 (`num_data`), on simulated data.
@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from hmc_lib import bench, scale as scale_mod, targets
-from hmc_lib.experiments.nnghmc import PAPER, settings
-from hmc_lib.nnghmc_schedule import compare
+from hmc_lib.nnghmc.experiments import PAPER, settings
+from hmc_lib.nnghmc.schedule import compare
 
 
 def _rows(name, target, cfg, x0, seed, step_size=None, **extra):

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import hmc_lib
 from hmc_lib import bench, scale as scale_mod
-from hmc_lib.kernels.pm import PMHMC, PMNUTS
+from hmc_lib.pm.kernel import PMHMC, PMNUTS
 from hmc_lib.targets.pseudo_marginal import glmm_relabel
 
 #: Chen's PM-NUTS posterior means (his data set, not ours): w₁, μ₁, μ₂.

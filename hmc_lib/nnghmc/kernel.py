@@ -59,7 +59,7 @@ class NNgHMC(Kernel):
     Args:
       target_log_prob_fn: `[chains, dim] -> [chains]` (true log π), or a `Target`.
       grad_fn: any callable `[chains, dim] -> [chains, dim]` approximating ∇log π (= −∇U),
-        e.g. a `hmc_lib.nets.GradientNet`; it is traced into the compiled sampler.
+        e.g. a `hmc_lib.nnghmc.GradientNet`; it is traced into the compiled sampler.
       step_size: ε > 0 (scalar or `[dim]`).
       num_leapfrog_steps: L >= 1.
       max_energy_error: energy errors above this count as divergences.

@@ -15,7 +15,7 @@ import numpy as np
 
 from hmc_lib import _checks
 from hmc_lib.kernels.hmc import HMC
-from hmc_lib.kernels.nnghmc import NNgHMC, RecordingHMC
+from hmc_lib.nnghmc.kernel import NNgHMC, RecordingHMC
 from hmc_lib.sampling import sample
 
 
@@ -84,7 +84,7 @@ class ScheduleResult(NamedTuple):
 
 def _default_fit(net_kwargs):
     def fit_fn(positions, grads, seed):
-        from hmc_lib.nets import fit
+        from hmc_lib.nnghmc.networks import fit
         kwargs = dict(net_kwargs or {})
         kwargs.setdefault("seed", seed)
         return fit(positions, grads, **kwargs)
@@ -107,7 +107,7 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
       probe_steps: NNgHMC iterations run after each fit to measure its acceptance.
       tolerance: the switch test is `probe acceptance >= HMC acceptance − tolerance`
         (HMC acceptance over the collected draws).
-      net_kwargs: keyword arguments of `hmc_lib.nets.fit` (hidden, epochs, ...).
+      net_kwargs: keyword arguments of `hmc_lib.nnghmc.fit` (hidden, epochs, ...).
       fit_fn: optional `(positions, grads, seed) -> (grad_fn, history)` replacing the default
         trainer (history a dict with `seconds` and `loss`).
       seed: int; seeds every phase.

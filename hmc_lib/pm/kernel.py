@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from hmc_lib import _checks
-from hmc_lib.integrators import PMState, pm_trajectory
+from hmc_lib.pm.integrator import PMState, pm_trajectory
 from hmc_lib.kernels import metropolis
 from hmc_lib.kernels.nuts import Phase, check_tree_depth, nuts_transition
 from hmc_lib.kernels.base import Kernel
