@@ -102,3 +102,11 @@ def test_offline_page_in_chromium(tmp_path):
     assert "unrendered equation" in text and "missing image gone.png" in text
     assert "remote script" in text
     assert report.images_ok == 1 and report.equations == 0
+
+
+def test_redirect_pages(tmp_path):
+    page = tmp_path / "index.html"
+    page.write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    assert check_book.redirect_target(page) == "book/intro.html"
+    page.write_text("<html><body><p>text</p></body></html>")
+    assert check_book.redirect_target(page) is None

@@ -189,7 +189,8 @@ def check_dom(html, page_path=None, browser_info=None, name=None):
                         + (node.get("data-mjx-error") or node.get_text(" ", strip=True))[:80])
     for node in soup.select(".math"):
         if node.find("mjx-container") is None and node.name != "mjx-container":
-            problems.append("unrendered equation: " + node.get_text(" ", strip=True)[:80])
+            problems.append("unrendered equation: "
+                            + " ".join(node.get_text(" ").split())[:80])
     for text in _text_outside_code(soup):
         if _RAW_TEX.search(text) and not any(
                 "math" in (p.get("class") or []) for p in text.parents):
@@ -316,6 +317,8 @@ def main(argv=None):
                         help="also save a PNG of each page's first 1280x2400 pixels in DIR")
     parser.add_argument("--budget-ms", type=int, default=20000,
                         help="virtual time each page gets to load and typeset (ms)")
+    parser.add_argument("--max-problems", type=int, default=10,
+                        help="problems listed per page (default 10; all are counted)")
     args = parser.parse_args(argv)
 
     chromium = find_chromium()
@@ -357,8 +360,10 @@ def main(argv=None):
         status = "FAIL" if problems else "ok"
         print(f"{status:4}  {name}: {report.equations} equations rendered, "
               f"{report.images_ok} images OK, {report.outputs} outputs checked", flush=True)
-        for problem in problems:
+        for problem in problems[:args.max_problems]:
             print(f"        - {problem}")
+        if len(problems) > args.max_problems:
+            print(f"        ... and {len(problems) - args.max_problems} more problems")
         totals = [totals[0] + report.equations, totals[1] + report.images_ok,
                   totals[2] + report.outputs]
         if problems:
