@@ -6,7 +6,7 @@ import os
 import pathlib
 
 os.environ.setdefault("HMC_BOOK_SCALE", "ci")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = pathlib.Path(__file__).parent

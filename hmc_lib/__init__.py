@@ -5,6 +5,11 @@ build on them; `sample` and `diagnostics` run and measure chains. See ../README.
 """
 
 import importlib
+import os
+
+# Before TensorFlow is first imported (hmc_lib's modules import it): no C++ start-up lines
+# (oneDNN, CPU features, missing CUDA drivers). Set TF_CPP_MIN_LOG_LEVEL to 0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from hmc_lib import diagnostics, integrators, scale, targets
 from hmc_lib.kernels.hmc import HMC
