@@ -8,6 +8,7 @@ import tensorflow as tf
 from hmc_lib import diagnostics, scale
 from hmc_lib.dlgm import (DLGM, ConditionalDynamics, LinearGaussian, ais, check_images,
                           hmc_transition, iwae, l2hmc_transition, load_digits, train)
+from hmc_lib.dlgm.samplers import posterior_value_and_grad
 
 LATENT, DATA, NOISE = 2, 3, 0.5
 
@@ -116,6 +117,30 @@ def test_conditional_l2hmc_transition_leaves_the_posterior_invariant():
     samples = _run(lambda z, seed, v, g: l2hmc_transition(dyn, m.log_joint, x, z, seed, v, g),
                    z0, 150)
     diagnostics.assert_moments(samples, mean, var)
+
+
+def test_conditional_dynamics_is_invertible_with_the_right_log_jacobian():
+    """L⁻¹(L(z, v)) = (z, v) for the same data point, and log|det J| = the autodiff value."""
+    m, x, z0, _, _ = _posterior_chains(4)
+    dyn = ConditionalDynamics(LATENT, DATA, num_steps=3, step_size=0.3, hidden_units=(8, 8),
+                              seed=2)
+    _randomise(dyn, 14, size=0.5)
+    fn = posterior_value_and_grad(m.log_joint, x)
+    v0 = tf.constant(np.random.default_rng(1).normal(size=(4, LATENT)))
+    state = tf.concat([z0, v0], -1)
+    with tf.GradientTape() as tape:
+        tape.watch(state)
+        out = dyn.trajectory(state[:, :LATENT], state[:, LATENT:], 1.0, fn, context=x)
+        end = tf.concat([out.position, out.momentum], -1)
+    jac = tape.batch_jacobian(end, state).numpy()                           # [4, 4, 4]
+    np.testing.assert_allclose(out.log_det_jacobian.numpy(),
+                               np.log(np.abs(np.linalg.det(jac))), atol=1e-8)
+    assert np.max(np.abs(out.log_det_jacobian.numpy())) > 1e-2   # not volume preserving
+    back = dyn.trajectory(out.position, out.momentum, -1.0, fn, context=x)
+    np.testing.assert_allclose(back.position.numpy(), z0.numpy(), atol=1e-9)
+    np.testing.assert_allclose(back.momentum.numpy(), v0.numpy(), atol=1e-9)
+    np.testing.assert_allclose(back.log_det_jacobian.numpy(), -out.log_det_jacobian.numpy(),
+                               atol=1e-9)
 
 
 @pytest.mark.statistical

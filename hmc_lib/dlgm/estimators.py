@@ -104,8 +104,14 @@ def ais(log_joint_fn, x, latent_dim, num_temperatures, num_chains, seed, step_si
         return t + 1, z, log_w, eps, acc_sum + acc
 
     eps0 = tf.fill([batch], tf.constant(step_size, dtype))
-    _, z, log_w, _, acc_sum = tf.while_loop(
-        lambda t, *_: t <= num_temperatures, body,
-        (tf.constant(1), z, tf.zeros([num_chains, batch], dtype), eps0, tf.zeros([batch], dtype)))
+
+    @tf.function(autograph=False)
+    def anneal(z, eps0):
+        return tf.while_loop(
+            lambda t, *_: t <= num_temperatures, body,
+            (tf.constant(1), z, tf.zeros([num_chains, batch], dtype), eps0,
+             tf.zeros([batch], dtype)))
+
+    _, z, log_w, _, acc_sum = anneal(z, eps0)
     log_marginal = tf.reduce_logsumexp(log_w, 0) - tf.math.log(tf.cast(num_chains, dtype))
     return AISResult(log_marginal, log_w, acc_sum / num_temperatures)
