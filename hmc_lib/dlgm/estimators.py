@@ -13,6 +13,7 @@ Shapes: x `[B, D]`; `log_joint_fn(x, z)` with z `[..., B, K]` -> `[..., B]`; the
 N(0, I_K). Everything is nats.
 """
 
+import logging
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -112,6 +113,13 @@ def ais(log_joint_fn, x, latent_dim, num_temperatures, num_chains, seed, step_si
             (tf.constant(1), z, tf.zeros([num_chains, batch], dtype), eps0,
              tf.zeros([batch], dtype)))
 
-    _, z, log_w, _, acc_sum = anneal(z, eps0)
+    # each call builds a fresh loop; keep TF's "frequent retracing" warning off the page
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        _, z, log_w, _, acc_sum = anneal(z, eps0)
+    finally:
+        logger.setLevel(level)
     log_marginal = tf.reduce_logsumexp(log_w, 0) - tf.math.log(tf.cast(num_chains, dtype))
     return AISResult(log_marginal, log_w, acc_sum / num_temperatures)
