@@ -1,0 +1,200 @@
+"""hmc_lib.dlgm: the log-likelihood estimators against a model with an analytic marginal,
+invariance of the latent-posterior samplers, training, and input validation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hmc_lib import diagnostics, scale
+from hmc_lib.dlgm import (DLGM, ConditionalDynamics, LinearGaussian, ais, check_images,
+                          hmc_transition, iwae, l2hmc_transition, load_digits, train)
+from hmc_lib.dlgm.samplers import posterior_value_and_grad
+
+LATENT, DATA, NOISE = 2, 3, 0.5
+
+
+def tiny_model():
+    """Linear-Gaussian decoder with orthogonal columns, so p(z | x) has diagonal covariance."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(DATA, LATENT)))
+    return LinearGaussian(q * np.array([1.5, 0.7]), np.array([0.3, -0.2, 0.1]), NOISE)
+
+
+def tiny_data(model, n, seed):
+    return model.sample(n, seed)
+
+
+def test_linear_gaussian_posterior_is_diagonal_and_matches_bayes():
+    m = tiny_model()
+    x = tiny_data(m, 4, 1)
+    mean, cov = m.posterior(x)
+    assert np.allclose(cov, np.diag(np.diag(cov)))
+    # log p(x) = log p(x, z) − log p(z | x) at any z, e.g. the posterior mean
+    z = tf.constant(mean)
+    log_post = -0.5 * np.log(np.linalg.det(2 * np.pi * cov))
+    assert np.allclose(m.log_joint(tf.constant(x), z).numpy() - log_post, m.log_marginal(x))
+
+
+def test_iwae_is_exact_with_the_exact_posterior_as_proposal():
+    m = tiny_model()
+    x = tiny_data(m, 5, 2)
+    mean, cov = m.posterior(x)
+    log_scale = np.broadcast_to(0.5 * np.log(np.diag(cov)), mean.shape)
+    est = iwae(m.log_joint, tf.constant(x), tf.constant(mean), tf.constant(log_scale), 7,
+               tf.constant([3, 4]))
+    np.testing.assert_allclose(est.numpy(), m.log_marginal(x), atol=1e-9)
+
+
+@pytest.mark.statistical
+def test_iwae_weights_are_unbiased_for_the_marginal():
+    """exp(log p̂ − log p) has mean 1 (t test over independent replicates)."""
+    m = tiny_model()
+    x = tiny_data(m, 4, scale.seed(5))
+    mean, cov = m.posterior(x)
+    log_scale = np.broadcast_to(0.5 * np.log(np.diag(cov)) + np.log(1.5), mean.shape)
+    reps = 64
+    seeds = tf.random.experimental.stateless_split(tf.constant([scale.seed(6), 0]), reps)
+    ratios = np.stack([np.exp(iwae(m.log_joint, tf.constant(x), tf.constant(mean),
+                                   tf.constant(log_scale), 10, s).numpy() - m.log_marginal(x))
+                       for s in seeds])                                   # [reps, B]
+    t = (ratios.mean(0) - 1.0) / (ratios.std(0, ddof=1) / np.sqrt(reps))
+    assert np.all(np.abs(t) < diagnostics.moment_bound(reps, x.shape[0])), t
+
+
+@pytest.mark.statistical
+def test_ais_weights_are_unbiased_for_the_marginal():
+    m = tiny_model()
+    x = tiny_data(m, 3, scale.seed(7))
+    res = ais(m.log_joint, tf.constant(x), LATENT, num_temperatures=30, num_chains=64,
+              seed=tf.constant([scale.seed(8), 1]), step_size=0.3, num_leapfrog_steps=3,
+              adapt=False, dtype=tf.float64)
+    ratios = np.exp(res.log_weights.numpy() - m.log_marginal(x))           # [chains, B]
+    t = (ratios.mean(0) - 1.0) / (ratios.std(0, ddof=1) / np.sqrt(ratios.shape[0]))
+    assert np.all(np.abs(t) < diagnostics.moment_bound(ratios.shape[0], x.shape[0])), t
+    assert res.log_marginal.shape == (3,)
+
+
+def _randomise(dynamics, seed, size=0.3):
+    rng = np.random.default_rng(seed)
+    dynamics.set_weights([w if i == 0 else size * rng.normal(size=w.shape)
+                          for i, w in enumerate(dynamics.get_weights())])
+
+
+def _run(transition, z0, num_results):
+    def body(i, z, value, grad, out):
+        t = transition(z, tf.constant([scale.seed(11), 0]) + i, value, grad)
+        return i + 1, t.position, t.value, t.grad, out.write(i, t.position)
+
+    @tf.function(autograph=False)
+    def run(z0):
+        arr = tf.TensorArray(z0.dtype, size=num_results)
+        first = transition(z0, tf.constant([scale.seed(12), 0]), None, None)
+        _, _, _, _, arr = tf.while_loop(
+            lambda i, *_: i < num_results, body,
+            (tf.constant(0), first.position, first.value, first.grad, arr))
+        return arr.stack()
+
+    return run(z0).numpy()
+
+
+def _posterior_chains(num_chains):
+    m = tiny_model()
+    x1 = tiny_data(m, 1, scale.seed(9))
+    mean, cov = m.posterior(x1)
+    rng = np.random.default_rng(scale.seed(10))
+    z0 = mean + rng.normal(size=(num_chains, LATENT)) * np.sqrt(np.diag(cov))
+    x = tf.constant(np.repeat(x1, num_chains, 0))
+    return m, x, tf.constant(z0), mean[0], np.diag(cov)
+
+
+@pytest.mark.statistical
+def test_conditional_l2hmc_transition_leaves_the_posterior_invariant():
+    m, x, z0, mean, var = _posterior_chains(32)
+    dyn = ConditionalDynamics(LATENT, DATA, num_steps=3, step_size=0.3, hidden_units=(8, 8),
+                              seed=1)
+    _randomise(dyn, scale.seed(13))
+    s, q, t = dyn.v_net(z0, z0, tf.concat([tf.ones([32, 2], tf.float64), x], -1))
+    assert min(np.abs(s.numpy()).max(), np.abs(q.numpy()).max(), np.abs(t.numpy()).max()) > 0
+    samples = _run(lambda z, seed, v, g: l2hmc_transition(dyn, m.log_joint, x, z, seed, v, g),
+                   z0, 150)
+    diagnostics.assert_moments(samples, mean, var)
+
+
+def test_conditional_dynamics_is_invertible_with_the_right_log_jacobian():
+    """L⁻¹(L(z, v)) = (z, v) for the same data point, and log|det J| = the autodiff value."""
+    m, x, z0, _, _ = _posterior_chains(4)
+    dyn = ConditionalDynamics(LATENT, DATA, num_steps=3, step_size=0.3, hidden_units=(8, 8),
+                              seed=2)
+    _randomise(dyn, 14, size=0.5)
+    fn = posterior_value_and_grad(m.log_joint, x)
+    v0 = tf.constant(np.random.default_rng(1).normal(size=(4, LATENT)))
+    state = tf.concat([z0, v0], -1)
+    with tf.GradientTape() as tape:
+        tape.watch(state)
+        out = dyn.trajectory(state[:, :LATENT], state[:, LATENT:], 1.0, fn, context=x)
+        end = tf.concat([out.position, out.momentum], -1)
+    jac = tape.batch_jacobian(end, state).numpy()                           # [4, 4, 4]
+    np.testing.assert_allclose(out.log_det_jacobian.numpy(),
+                               np.log(np.abs(np.linalg.det(jac))), atol=1e-8)
+    assert np.max(np.abs(out.log_det_jacobian.numpy())) > 1e-2   # not volume preserving
+    back = dyn.trajectory(out.position, out.momentum, -1.0, fn, context=x)
+    np.testing.assert_allclose(back.position.numpy(), z0.numpy(), atol=1e-9)
+    np.testing.assert_allclose(back.momentum.numpy(), v0.numpy(), atol=1e-9)
+    np.testing.assert_allclose(back.log_det_jacobian.numpy(), -out.log_det_jacobian.numpy(),
+                               atol=1e-9)
+
+
+@pytest.mark.statistical
+def test_hmc_transition_leaves_the_posterior_invariant():
+    m, x, z0, mean, var = _posterior_chains(32)
+    samples = _run(lambda z, seed, v, g: hmc_transition(m.log_joint, x, z, 0.2, 4, seed, v, g),
+                   z0, 150)
+    diagnostics.assert_moments(samples, mean, var)
+
+
+@pytest.mark.parametrize("kind", ["vae", "hmc", "l2hmc"])
+def test_training_decreases_the_loss(kind):
+    data = load_digits()
+    _, hist = train(kind, data.train[:400], data.test[:50], num_train_steps=120,
+                    batch_size=50, eval_every=60, eval_samples=20, hidden_units=(32,),
+                    sampler_hidden_units=(16,), seed=scale.seed(3), progress=False)
+    assert hist["loss"].shape == (120,) and np.all(np.isfinite(hist["loss"]))
+    # the loss starts near 64·log 2 ≈ 44 nats and falls by far more than its batch noise
+    assert hist["loss"][:10].mean() > hist["loss"][-10:].mean() + 5.0
+    assert hist["held_out"].shape == (2,) and hist["held_out"][-1] < 0
+
+
+def test_digits_are_binary_with_the_fixed_split():
+    d = load_digits()
+    assert d.train.shape == (1497, 64) and d.test.shape == (300, 64)
+    assert set(np.unique(d.train)) == {0.0, 1.0}
+    assert check_images(d.test[:3].reshape(3, 8, 8)).shape == (3, 64)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        check_images(np.zeros((4, 28, 28)))
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        check_images(np.zeros(64))
+    with pytest.raises(ValueError, match="must be binary"):
+        check_images(np.full((2, 64), 0.5))
+    with pytest.raises(ValueError, match="must be binary"):
+        check_images(np.full((2, 64), np.nan))
+    with pytest.raises(ValueError, match="train_x"):
+        train("vae", np.zeros((10, 63)), num_train_steps=1)
+    with pytest.raises(ValueError, match="test_x"):
+        train("vae", np.zeros((10, 64)), np.full((3, 64), 2.0), num_train_steps=1)
+    with pytest.raises(ValueError, match="kind"):
+        DLGM("gan")
+    with pytest.raises(ValueError, match="num_train_steps"):
+        train("vae", np.zeros((10, 64)), num_train_steps=0)
+    m = tiny_model()
+    with pytest.raises(ValueError, match="num_chains"):
+        ais(m.log_joint, tf.zeros([1, DATA]), LATENT, 5, 0, 0)
+    with pytest.raises(ValueError, match="num_samples"):
+        iwae(m.log_joint, tf.zeros([1, DATA]), tf.zeros([1, 2]), tf.zeros([1, 2]), 0, [0, 0])
+    dyn = ConditionalDynamics(LATENT, DATA, num_steps=2, hidden_units=(4,))
+    z = tf.zeros([2, LATENT])
+    with pytest.raises(ValueError, match="context"):
+        dyn.trajectory(z, z, 1.0, lambda z: (tf.zeros([2]), z))
+    with pytest.raises(ValueError, match="context"):
+        dyn.trajectory(z, z, 1.0, lambda z: (tf.zeros([2]), z), context=tf.zeros([2, 5]))
