@@ -191,3 +191,68 @@ def table(comparison):
         train_seconds=comparison.train_seconds,
         l2hmc_ess_per_second=l2_rate, hmc_ess_per_second=h_rate,
         break_even_ess=break_even(comparison.train_seconds, l2_rate, h_rate))
+
+
+#: the headline numbers of `table` that the multi-seed summary reports, with the paper's
+HEADLINES = ("ratio", "min_ratio", "train_seconds", "break_even_ess")
+
+
+def num_seeds(scale=None):
+    """Training seeds per target at `scale`: 2 at `ci`, 3 at `book`, 5 at `paper`."""
+    return scale_mod.pick(ci=2, book=3, paper=5, scale=scale)
+
+
+def training_seeds(scale=None):
+    """The base seeds of the multi-seed runs, each through `hmc_lib.scale.seed` (so the seed
+    sweep shifts them): 0, 10, 20, ... (`compare` uses seed + 1 .. seed + 5 internally)."""
+    return [scale_mod.seed(10 * i) for i in range(num_seeds(scale))]
+
+
+def compare_seeds(name, seeds=None, scale=None, **kwargs):
+    """`compare(name, seed=s)` for every training seed `s` (default `training_seeds`).
+
+    Returns a list of `Comparison`, one per seed, in the order of `seeds`.
+    """
+    seeds = training_seeds(scale) if seeds is None else list(seeds)
+    if not seeds:
+        raise ValueError("`seeds` must name at least one seed")
+    return [compare(name, scale=scale, seed=s, **kwargs) for s in seeds]
+
+
+def seed_rows(comparisons):
+    """`table(c)` for each comparison, with its seed index and `min_ratio`, the L2HMC/HMC
+    ratio of worst-coordinate ESS per gradient evaluation."""
+    rows = []
+    for i, c in enumerate(comparisons):
+        row = table(c)
+        h = row["hmc_min_ess_per_grad"]
+        row["min_ratio"] = row["l2hmc_min_ess_per_grad"] / h if h > 0 else float("inf")
+        row["seed_index"] = i
+        rows.append(row)
+    return rows
+
+
+def spread(rows, key):
+    """`(median, min, max)` of `row[key]` over rows (infinite values allowed)."""
+    values = np.asarray([float(r[key]) for r in rows], np.float64)
+    if values.size == 0:
+        raise ValueError("`rows` is empty")
+    return float(np.median(values)), float(values.min()), float(values.max())
+
+
+def headline_summary(rows_by_target):
+    """Median and range over seeds of each headline, per target.
+
+    Args:
+      rows_by_target: `{target name: seed_rows(...)}`.
+    Returns:
+      `{target: {headline: (median, min, max), "paper_ratio": float or None,
+      "seeds": n}}` for the headlines in `HEADLINES`.
+    """
+    out = {}
+    for name, rows in rows_by_target.items():
+        entry = {key: spread(rows, key) for key in HEADLINES}
+        entry["paper_ratio"] = PAPER[name]["ratio"]
+        entry["seeds"] = len(rows)
+        out[name] = entry
+    return out
