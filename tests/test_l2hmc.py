@@ -222,3 +222,23 @@ def test_bad_input():
     with pytest.raises(ValueError, match="init_state"):
         train(target, num_train_steps=2, batch_size=4, init_state=tf.zeros([3, 2]))
     assert hmc_lib.L2HMC is L2HMC
+
+
+def test_multi_seed_summary(monkeypatch):
+    from hmc_lib.l2hmc import experiments as toy
+    monkeypatch.delenv("HMC_BOOK_SEED", raising=False)
+    assert toy.training_seeds("ci") == [0, 10]
+    assert toy.training_seeds("book") == [0, 10, 20]
+    monkeypatch.setenv("HMC_BOOK_SEED", "2")
+    assert toy.training_seeds("book") == [200006, 200016, 200026]
+    rows = [dict(ratio=r, min_ratio=2 * r, train_seconds=10.0, break_even_ess=b)
+            for r, b in ((0.8, float("inf")), (3.0, 50.0), (1.5, 20.0))]
+    summary = toy.headline_summary({"icg50": rows})["icg50"]
+    assert summary["ratio"] == (1.5, 0.8, 3.0)
+    assert summary["min_ratio"] == (3.0, 1.6, 6.0)
+    assert summary["break_even_ess"] == (50.0, 20.0, float("inf"))
+    assert summary["paper_ratio"] == 4.4 and summary["seeds"] == 3
+    with pytest.raises(ValueError, match="jobs"):
+        toy.compare_many([])
+    with pytest.raises(ValueError, match="processes"):
+        toy.compare_many([("scg", 0)], processes=0)

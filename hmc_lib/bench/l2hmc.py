@@ -38,9 +38,10 @@ def _median_row(name, l2_rows, table_rows):
 def run(scale):
     rows = []
     seeds = toy.training_seeds(scale)
-    for name in TARGETS:
+    runs = toy.compare_many([(name, s) for name in TARGETS for s in seeds], scale=scale)
+    for k, name in enumerate(TARGETS):
         paper = toy.PAPER[name]
-        comparisons = toy.compare_seeds(name, seeds=seeds, scale=scale)
+        comparisons = runs[k * len(seeds):(k + 1) * len(seeds)]
         table_rows = toy.seed_rows(comparisons)
         l2_rows = []
         for seed, c, t in zip(seeds, comparisons, table_rows):

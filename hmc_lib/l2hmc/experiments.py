@@ -47,14 +47,14 @@ NUM_LEAPFROG_STEPS = 10
 
 def sizes(scale=None, name=None):
     """Run sizes at `scale` (for target `name` if given): training steps and batch, draws and
-    chains per sampler, and whether training and sampling are XLA-compiled (at `ci` scale
-    short runs start faster without XLA)."""
+    chains per sampler, and whether training and sampling are XLA-compiled (always: without
+    XLA a training step of these small networks costs many times more)."""
     pick = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
     # `book` trains 3 seeds of each target within the chapter's budget, so its training is
     # 5-10x shorter than the paper's 5000 steps
     out = dict(train_steps=pick(150, 500, 5000), batch_size=pick(64, 100, 200),
                draws=pick(150, 500, 2000), chains=pick(32, 64, 200),
-               train_jit=pick(False, True, True), sample_jit=pick(False, True, True))
+               train_jit=True, sample_jit=True)
     if name == "mog":  # learning to jump between the modes needs a long, slow anneal
         out.update(train_steps=pick(300, 2000, 10000), batch_size=pick(64, 200, 200))
     if name == "icg50":  # the widest networks
