@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hmc_lib import integrators, targets
+from hmc_lib import integrators, scale, targets
 
 # step sizes that keep every target's trajectories bounded
 STEP = {"icg50": 0.05, "scg": 0.05, "mog": 0.1, "rough_well": 0.005, "banana": 0.01, "icg30": 0.1}
@@ -62,10 +62,13 @@ def test_leapfrog_with_any_vector_field_is_reversible_and_volume_preserving():
     np.testing.assert_allclose(tf.concat([z2[:3], -z2[3:]], 0), z0, rtol=0, atol=1e-12)
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("name", ["icg30", "banana", "rough_well", "mog"])
 def test_energy_error_is_second_order(name):
+    # random starts: the ratio is 4 + O(ε²) for every start, and the horizons keep the
+    # O(ε²) correction far inside the ±0.5 tolerance wherever the starts fall
     t = targets.get(name)
-    x, v = _start(t, chains=64, seed=3)
+    x, v = _start(t, chains=64, seed=scale.seed(3))
     horizon = {"icg30": 0.4, "banana": 0.05, "rough_well": 0.01, "mog": 0.4}[name]
     h0 = -t.log_prob(x) + 0.5 * tf.reduce_sum(v**2, -1)
     errors = []

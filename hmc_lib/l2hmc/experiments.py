@@ -47,18 +47,20 @@ NUM_LEAPFROG_STEPS = 10
 
 def sizes(scale=None, name=None):
     """Run sizes at `scale` (for target `name` if given): training steps and batch, draws and
-    chains per sampler, and whether training and sampling are XLA-compiled (at `ci` scale
-    short runs start faster without XLA)."""
+    chains per sampler, and whether training and sampling are XLA-compiled (always: without
+    XLA a training step of these small networks costs many times more)."""
     pick = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
-    out = dict(train_steps=pick(150, 1000, 5000), batch_size=pick(64, 200, 200),
-               draws=pick(200, 1000, 2000), chains=pick(32, 100, 200),
-               train_jit=pick(False, True, True), sample_jit=pick(False, True, True))
+    # `book` trains 3 seeds of each target within the chapter's budget, so its training is
+    # 5-10x shorter than the paper's 5000 steps
+    out = dict(train_steps=pick(150, 500, 5000), batch_size=pick(64, 100, 200),
+               draws=pick(150, 500, 2000), chains=pick(32, 64, 200),
+               train_jit=True, sample_jit=True)
     if name == "mog":  # learning to jump between the modes needs a long, slow anneal
-        out.update(train_steps=pick(2000, 4000, 10000), batch_size=200, train_jit=True)
-    if name == "icg50":  # the widest networks: a smaller batch keeps `book` within budget
-        out.update(train_steps=pick(150, 3000, 5000), batch_size=pick(64, 100, 200))
+        out.update(train_steps=pick(300, 2000, 10000), batch_size=pick(64, 200, 200))
+    if name == "icg50":  # the widest networks
+        out.update(train_steps=pick(150, 1000, 5000), batch_size=pick(64, 64, 200))
     if name == "scg":  # the jumped distance keeps growing until ~3000 steps
-        out.update(train_steps=pick(150, 3000, 5000))
+        out.update(train_steps=pick(150, 1500, 5000))
     return out
 
 
@@ -191,3 +193,130 @@ def table(comparison):
         train_seconds=comparison.train_seconds,
         l2hmc_ess_per_second=l2_rate, hmc_ess_per_second=h_rate,
         break_even_ess=break_even(comparison.train_seconds, l2_rate, h_rate))
+
+
+#: the headline numbers of `table` that the multi-seed summary reports, with the paper's
+HEADLINES = ("ratio", "min_ratio", "train_seconds", "break_even_ess")
+
+
+def num_seeds(scale=None):
+    """Training seeds per target at `scale`: 2 at `ci`, 3 at `book`, 5 at `paper`."""
+    return scale_mod.pick(ci=2, book=3, paper=5, scale=scale)
+
+
+def training_seeds(scale=None):
+    """The base seeds of the multi-seed runs, each through `hmc_lib.scale.seed` (so the seed
+    sweep shifts them): 0, 10, 20, ... (`compare` uses seed + 1 .. seed + 5 internally)."""
+    return [scale_mod.seed(10 * i) for i in range(num_seeds(scale))]
+
+
+def _picklable(trace):
+    return {k: v for k, v in trace.items() if k not in ("final_state", "final_kernel_results")}
+
+
+def _compare_in_worker(name, scale, seed, kwargs):
+    """Runs `compare` in a worker process; returns it with the dynamics as (config, weights)
+    and the target as its name, so that it pickles."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    c = compare(name, scale=scale, seed=seed, **kwargs)
+    l2 = (c.l2hmc[0], _picklable(c.l2hmc[1]))
+    hmc = {eps: (s, _picklable(t)) for eps, (s, t) in c.hmc.items()}
+    history = {k: v for k, v in c.history.items() if k != "final_state"}
+    dyn = (c.dynamics.config, c.dynamics.get_weights())
+    return Comparison(name, dyn, history, l2, hmc, c.train_seconds)
+
+
+def _rebuild(payload):
+    from hmc_lib.l2hmc.dynamics import Dynamics
+    config, weights = payload.dynamics
+    dynamics = Dynamics(**config)
+    dynamics.set_weights(weights)
+    return payload._replace(target=targets.get(payload.target), dynamics=dynamics)
+
+
+def compare_many(jobs, scale=None, processes=None, **kwargs):
+    """`compare(name, seed=seed)` for each `(name, seed)` in `jobs`, optionally in parallel.
+
+    Args:
+      jobs: list of `(target name, seed)`.
+      processes: worker processes (default: `num_processes()`); 1 runs everything here.
+        Each job is seeded, so the results do not depend on which process ran it; only the
+        measured seconds do (jobs running side by side share the machine).
+    Returns:
+      list of `Comparison`, in the order of `jobs`.
+    """
+    jobs = [(str(name), int(seed)) for name, seed in jobs]
+    if not jobs:
+        raise ValueError("`jobs` must name at least one (target, seed)")
+    processes = num_processes() if processes is None else int(processes)
+    if processes < 1:
+        raise ValueError(f"`processes` must be >= 1, got {processes}")
+    scale = scale_mod.get() if scale is None else scale
+    if processes == 1 or len(jobs) == 1:
+        return [compare(name, scale=scale, seed=seed, **kwargs) for name, seed in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
+    with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
+        futures = [pool.submit(_compare_in_worker, name, scale, seed, kwargs)
+                   for name, seed in jobs]
+        return [_rebuild(f.result()) for f in futures]
+
+
+def num_processes():
+    """Worker processes for `compare_many`: the CPU count, at most 3 (the runs are small,
+    so one process rarely keeps more than one core busy)."""
+    import os
+    return max(1, min(3, os.cpu_count() or 1))
+
+
+def compare_seeds(name, seeds=None, scale=None, processes=None, **kwargs):
+    """`compare(name, seed=s)` for every training seed `s` (default `training_seeds`).
+
+    Returns a list of `Comparison`, one per seed, in the order of `seeds`.
+    """
+    seeds = training_seeds(scale) if seeds is None else list(seeds)
+    if not seeds:
+        raise ValueError("`seeds` must name at least one seed")
+    return compare_many([(name, s) for s in seeds], scale=scale, processes=processes,
+                        **kwargs)
+
+
+def seed_rows(comparisons):
+    """`table(c)` for each comparison, with its seed index and `min_ratio`, the L2HMC/HMC
+    ratio of worst-coordinate ESS per gradient evaluation."""
+    rows = []
+    for i, c in enumerate(comparisons):
+        row = table(c)
+        h = row["hmc_min_ess_per_grad"]
+        row["min_ratio"] = row["l2hmc_min_ess_per_grad"] / h if h > 0 else float("inf")
+        row["seed_index"] = i
+        rows.append(row)
+    return rows
+
+
+def spread(rows, key):
+    """`(median, min, max)` of `row[key]` over rows (infinite values allowed)."""
+    values = np.asarray([float(r[key]) for r in rows], np.float64)
+    if values.size == 0:
+        raise ValueError("`rows` is empty")
+    return float(np.median(values)), float(values.min()), float(values.max())
+
+
+def headline_summary(rows_by_target):
+    """Median and range over seeds of each headline, per target.
+
+    Args:
+      rows_by_target: `{target name: seed_rows(...)}`.
+    Returns:
+      `{target: {headline: (median, min, max), "paper_ratio": float or None,
+      "seeds": n}}` for the headlines in `HEADLINES`.
+    """
+    out = {}
+    for name, rows in rows_by_target.items():
+        entry = {key: spread(rows, key) for key in HEADLINES}
+        entry["paper_ratio"] = PAPER[name]["ratio"]
+        entry["seeds"] = len(rows)
+        out[name] = entry
+    return out
