@@ -93,12 +93,12 @@ def get(name):
 
 
 #: Chen's first replication report (Dec 2024): ESS per true gradient (PAPERS.md §3.4)
-PAPER = {
+PAPER = {key: dict(ess_per_grad=value) for key, value in {
     ("gmm1d", "hmc"): 9.30e-5, ("gmm1d", "nuts"): 4.03e-4,
     ("gmm1d", "hnn_hmc"): 5.87e-3, ("gmm1d", "hnn_nuts"): 4.02e-3,
     ("icg5", "nuts"): 1.39e-3, ("icg5", "hnn_nuts"): 2.95e-2,
     ("funnel2d", "nuts"): 4.4e-5, ("funnel2d", "hnn_nuts"): 8.0e-4,
-}
+}.items()}
 
 
 def settings(scale=None):
@@ -108,10 +108,11 @@ def settings(scale=None):
         training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]),
         data=dict(chains=pick(8, 16, 32), num_trajectories=pick(10, 20, 40),
                   num_steps=pick(20, 25, 50)),
-        train=dict(num_steps=pick(300, 1500, 5000), batch_size=pick(256, 512, 1000),
+        train=dict(num_steps=pick(300, 1000, 5000), batch_size=pick(256, 512, 1000),
                    hidden=pick((32, 32), (64, 64), (100, 100, 100, 100)),
                    learning_rate=5e-3),
-        sample=dict(chains=16, num_results=pick(200, 1000, 5000), burnin=pick(50, 200, 1000)),
+        targets=pick(("gmm1d", "icg5"), ("gmm1d", "icg5", "funnel2d"), TARGETS),
+        sample=dict(chains=16, num_results=pick(200, 500, 5000), burnin=pick(50, 100, 1000)),
         step_size={"gmm1d": 0.1, "icg5": 0.05, "funnel2d": 0.05, "rosenbrock3d": 0.05},
         data_step_size={"gmm1d": 0.05, "icg5": 0.02, "funnel2d": 0.02,
                         "rosenbrock3d": 0.02},
@@ -119,3 +120,101 @@ def settings(scale=None):
         max_tree_depth=pick(6, 8, 10),
         max_hnn_error=10.0, cool_down=20,
     )
+
+
+def initial_state(target, chains, seed, dtype=tf.float32):
+    """Exact draws where the target has a sampler, else a short HMC burn-in from zero is the
+    caller's job; here: exact draws or zeros."""
+    if target.has_sampler:
+        return target.sample(chains, seed, dtype)
+    return tf.zeros([chains, target.dim], dtype)
+
+
+def train_hnn(name, seed, scale=None, kind="separable", progress=False):
+    """Collects data on target `name` and trains an HNN; returns `(TrainResult, held_out)`."""
+    from hmc_lib.hnn.data import collect
+    from hmc_lib.hnn.train import train
+    cfg = settings(scale)
+    t = get(name)
+    d = cfg["data"]
+    x0 = initial_state(t, d["chains"], seed + 1000, tf.float64)
+    data = collect(t, x0, d["num_trajectories"], d["num_steps"], cfg["data_step_size"][name],
+                   seed=seed + 2000)
+    train_data, held_out = data.split(0.1, seed=seed)
+    tr = cfg["train"]
+    res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
+                batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                held_out=held_out, seed=seed, progress=progress,
+                activation="tanh" if kind == "separable" else "sin")
+    return res, held_out
+
+
+def _row(method, name, samples, trace, train_grads=0, train_seconds=0.0, seed=None):
+    from hmc_lib import diagnostics
+    s = diagnostics.summary(samples, trace)
+    grads = float(np.sum(trace["grad_evals"]))
+    pots = float(np.sum(trace["potential_evals"])) if "potential_evals" in trace else grads
+    total = grads + train_grads
+    out = dict(method=method, target=name, seed=seed, ess_min=s["ess_min"],
+               ess_median=s["ess_median"], acceptance=s["acceptance"],
+               sample_grad_evals=grads, train_grad_evals=float(train_grads),
+               grad_evals=total, potential_evals=pots,
+               ess_per_grad=s["ess_min"] / total if total > 0 else float("inf"),
+               ess_per_potential=s["ess_min"] / pots if pots > 0 else float("inf"),
+               seconds=s["seconds"], train_seconds=float(train_seconds),
+               ess_per_second=s["ess_per_second"], paper=PAPER.get((name, method)))
+    if "fell_back" in trace:
+        out["fallback_rate"] = float(np.mean(trace["fell_back"]))
+        out["hnn_fraction"] = float(np.mean(trace["used_hnn"]))
+    return out
+
+
+def run_baselines(name, seed, scale=None):
+    """HMC and NUTS on target `name`: rows as `run_hnn`'s."""
+    from hmc_lib.kernels.hmc import HMC
+    from hmc_lib.kernels.nuts import NUTS
+    from hmc_lib.sampling import sample
+    cfg = settings(scale)
+    t, sc = get(name), cfg["sample"]
+    x0 = initial_state(t, sc["chains"], seed)
+    eps = cfg["step_size"][name]
+    rows = []
+    for method, kernel in (("hmc", HMC(t, eps, cfg["hmc_steps"][name])),
+                           ("nuts", NUTS(t, eps, max_tree_depth=cfg["max_tree_depth"]))):
+        samples, trace = sample(kernel, sc["num_results"], x0,
+                                num_burnin_steps=sc["burnin"], seed=seed + 1)
+        rows.append(_row(method, name, samples, trace, seed=seed))
+    return rows
+
+
+def run_hnn(name, training_seed, seed, scale=None, result=None):
+    """Trains (unless `result` is given) and runs HNN-HMC (exact and Chen's rule) and
+    HNN-NUTS on target `name`. The HNN methods are charged the true gradients of their
+    training data (`train_grad_evals`). Returns `(rows, TrainResult, samples)`, `samples` a
+    dict method -> draws `[num_results, chains, dim]`."""
+    from hmc_lib.hnn.kernel import HNNHMC, HNNNUTS
+    from hmc_lib.sampling import sample
+    cfg = settings(scale)
+    if result is None:
+        result, _ = train_hnn(name, training_seed, scale)
+    t, sc = get(name), cfg["sample"]
+    x0 = initial_state(t, sc["chains"], seed)
+    eps = cfg["step_size"][name]
+    kernels = (("hnn_hmc", HNNHMC(t, result.hnn, eps, cfg["hmc_steps"][name])),
+               ("hnn_hmc_chen", HNNHMC(t, result.hnn, eps, cfg["hmc_steps"][name],
+                                       exact=False)),
+               ("hnn_nuts", HNNNUTS(t, result.hnn, eps, max_tree_depth=cfg["max_tree_depth"],
+                                    max_hnn_error=cfg["max_hnn_error"],
+                                    cool_down=cfg["cool_down"])))
+    rows, draws = [], {}
+    for method, kernel in kernels:
+        samples, trace = sample(kernel, sc["num_results"], x0,
+                                num_burnin_steps=sc["burnin"], seed=seed + 1)
+        row = _row(method, name, samples, trace, train_grads=result.grad_evals,
+                   train_seconds=result.seconds, seed=training_seed)
+        if t.mean is not None:
+            x = np.asarray(samples, np.float64)
+            row["var_rel_error"] = float(np.max(np.abs(x.var((0, 1)) / t.variance - 1.0)))
+        rows.append(row)
+        draws[method] = samples
+    return rows, result, draws
