@@ -123,8 +123,8 @@ def settings(scale=None):
 
 
 def initial_state(target, chains, seed, dtype=tf.float32):
-    """Exact draws where the target has a sampler, else a short HMC burn-in from zero is the
-    caller's job; here: exact draws or zeros."""
+    """`[chains, dim]` exact draws where the target has a sampler, else zeros (then the
+    caller must burn in)."""
     if target.has_sampler:
         return target.sample(chains, seed, dtype)
     return tf.zeros([chains, target.dim], dtype)
