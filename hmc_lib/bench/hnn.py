@@ -1,0 +1,22 @@
+"""Benchmark: HMC, NUTS, HNN-HMC (exact and Chen's rule) and HNN-NUTS on Dhulipala's targets.
+
+`python -m hmc_lib.bench hnn --scale book`. One row per method, target and training seed
+(the baselines once per target). The HNN rows charge the true gradients of their training
+data: `grad_evals` = `train_grad_evals` + `sample_grad_evals`, and `ess_per_grad` divides the
+minimum ESS by it; `ess_per_potential` divides by the true log-density evaluations of the
+run; HNN-NUTS rows add `fallback_rate` and `hnn_fraction`. Settings: `hmc_lib.hnn.experiments`.
+"""
+
+from hmc_lib import scale as scale_mod
+from hmc_lib.hnn import experiments
+
+
+def run(scale):
+    cfg = experiments.settings(scale)
+    rows = []
+    for name in cfg["targets"]:
+        rows += experiments.run_baselines(name, scale_mod.seed(10), scale)
+        for s in cfg["training_seeds"]:
+            r, _, _ = experiments.run_hnn(name, s, scale_mod.seed(20 + s), scale)
+            rows += r
+    return rows

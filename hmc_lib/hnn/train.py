@@ -1,0 +1,122 @@
+"""Training an HNN with Chen's "method 4" loss (PAPERS.md §3.3).
+
+    loss = w₁ ‖∂H/∂q − ∂H̃/∂q‖² + w₂ ‖∂H/∂p − ∂H̃/∂p‖²,
+
+averaged over a mini-batch, with ∂H/∂q = −∇log π(q) and ∂H/∂p = p from true trajectories
+(`hmc_lib.hnn.data`). For a separable HNN the second term is identically zero. Adam, as
+Dhulipala (learning rate 5e-4, batch 1,000); a tqdm bar and a history of the training loss
+and, every `eval_every` steps, of the held-out loss.
+"""
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from hmc_lib import _checks
+from hmc_lib.hnn.networks import HNN
+
+
+class TrainResult(NamedTuple):
+    """`hnn`: the trained `HNN`; `history`: dict of numpy arrays `step`, `loss` (training
+    mini-batch loss, every step), `eval_step`, `eval_loss` (held-out loss); `seconds`: wall
+    clock of the training; `grad_evals`: true gradients spent on the data."""
+    hnn: Any
+    history: dict
+    seconds: float
+    grad_evals: int
+
+
+class _Adam(tf.Module):
+    """Adam (Kingma & Ba) with a cosine decay of the rate to 1% over `num_steps`."""
+
+    def __init__(self, variables, learning_rate, num_steps, b1=0.9, b2=0.999, eps=1e-8):
+        super().__init__()
+        self.vars = variables
+        self.m = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.t = tf.Variable(0.0, dtype=variables[0].dtype)
+        self.lr, self.num_steps, self.b1, self.b2, self.eps = learning_rate, num_steps, b1, \
+            b2, eps
+
+    def apply(self, grads):
+        self.t.assign_add(1.0)
+        t = self.t
+        frac = tf.minimum(t / self.num_steps, 1.0)
+        lr = self.lr * (0.01 + 0.99 * 0.5 * (1.0 + tf.cos(np.pi * frac)))
+        lr = lr * tf.sqrt(1.0 - self.b2 ** t) / (1.0 - self.b1 ** t)
+        for var, g, m, v in zip(self.vars, grads, self.m, self.v):
+            m.assign(self.b1 * m + (1.0 - self.b1) * g)
+            v.assign(self.b2 * v + (1.0 - self.b2) * tf.square(g))
+            var.assign_sub(lr * m / (tf.sqrt(v) + self.eps))
+
+
+def loss_fn(hnn, q, p, dh_dq, dh_dp, weights=(1.0, 1.0)):
+    """Chen's method-4 loss on a batch `[n, dim]` each; returns a scalar."""
+    gq, gp = hnn.grads(q, p)
+    lq = tf.reduce_mean(tf.reduce_sum(tf.square(gq - dh_dq), -1))
+    lp = tf.reduce_mean(tf.reduce_sum(tf.square(gp - dh_dp), -1))
+    return weights[0] * lq + weights[1] * lp
+
+
+def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=2000,
+          batch_size=1000, learning_rate=5e-3, weights=(1.0, 1.0), held_out=None,
+          eval_every=100, seed=0, dtype=tf.float32, progress=True, latent_dim=None):
+    """Fits an `HNN` to `data` (a `TrainingData`); returns a `TrainResult`.
+
+    Args:
+      data: training points (`hmc_lib.hnn.data.collect`).
+      kind, hidden, activation, latent_dim, dtype: the `HNN`'s architecture.
+      num_steps: Adam steps; batch_size: points per step (sampled with replacement).
+      learning_rate: Adam's (a cosine decay to 1% over the run).
+      weights: (w₁, w₂) of the loss.
+      held_out: optional `TrainingData` for the held-out loss.
+      seed: int, seeds the initialisation and the batches.
+      progress: show a tqdm bar.
+    """
+    _checks.positive_int(num_steps, "num_steps")
+    _checks.positive_int(batch_size, "batch_size")
+    _checks.positive_float(learning_rate, "learning_rate")
+    _checks.positive_int(eval_every, "eval_every")
+    n, dim = data.q.shape
+    if n < 2:
+        raise ValueError(f"`data` must hold at least 2 points, got {n}")
+    hnn = HNN(dim, kind=kind, hidden=hidden, activation=activation, dtype=dtype, seed=seed,
+              latent_dim=latent_dim)
+    hnn.set_standardisation(data.q.mean(0), np.maximum(data.q.std(0), 1e-8))
+    arrays = [tf.constant(a, dtype) for a in (data.q, data.p, data.dh_dq, data.dh_dp)]
+    variables = list(hnn.trainable_variables)
+    opt = _Adam(variables, learning_rate, num_steps)
+    w = tuple(float(x) for x in weights)
+
+    @tf.function(jit_compile=True)
+    def step(idx):
+        batch = [tf.gather(a, idx) for a in arrays]
+        with tf.GradientTape() as tape:
+            loss = loss_fn(hnn, *batch, weights=w)
+        opt.apply(tape.gradient(loss, variables,
+                                unconnected_gradients=tf.UnconnectedGradients.ZERO))
+        return loss
+
+    held = None if held_out is None else [tf.constant(a, dtype) for a in
+                                          (held_out.q, held_out.p, held_out.dh_dq,
+                                           held_out.dh_dp)]
+    evaluate = tf.function(lambda *b: loss_fn(hnn, *b, weights=w))
+    rng = np.random.default_rng(seed)
+    losses, eval_steps, eval_losses = [], [], []
+    iterator = range(int(num_steps))
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc=f"HNN ({kind})", mininterval=2.0, leave=False)
+    start = time.perf_counter()
+    for i in iterator:
+        idx = rng.integers(0, n, size=min(int(batch_size), n))
+        losses.append(float(step(tf.constant(idx))))
+        if held is not None and ((i + 1) % eval_every == 0 or i + 1 == num_steps):
+            eval_steps.append(i + 1)
+            eval_losses.append(float(evaluate(*held)))
+    seconds = time.perf_counter() - start
+    history = dict(step=np.arange(1, len(losses) + 1), loss=np.asarray(losses),
+                   eval_step=np.asarray(eval_steps), eval_loss=np.asarray(eval_losses))
+    return TrainResult(hnn, history, seconds, int(data.grad_evals))

@@ -1,0 +1,299 @@
+"""HNN samplers: integrator geometry (reversible, volume preserving, convergent fixed point),
+the HNN's own structure (divergence-free field, conserved Ĥ), training on a Gaussian, save and
+load, exactness of HNN-HMC and HNN-NUTS with poor networks, and the online error monitor."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import hmc_lib
+from hmc_lib import diagnostics, scale, targets
+from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, ExactHamiltonian, collect, implicit_leapfrog,
+                         load, save, separable_leapfrog, train)
+from hmc_lib.hnn import experiments
+
+VAR = np.array([1.0, 4.0])
+
+
+def _gauss():
+    return targets.get("gaussian", variance=VAR)
+
+
+def _net(kind, dim=2, seed=0):
+    """An untrained float64 HNN (a 'poor network': random but smooth)."""
+    return HNN(dim, kind=kind, hidden=(16, 16), activation="tanh", dtype=tf.float64, seed=seed)
+
+
+def _start(dim=2, chains=3, seed=0):
+    x = tf.random.stateless_normal([chains, dim], [seed, 1], dtype=tf.float64)
+    v = tf.random.stateless_normal([chains, dim], [seed, 2], dtype=tf.float64)
+    return x, v
+
+
+def _log_abs_det_jacobian(fn, z):
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(z)
+        out = fn(z)
+    jac = tape.jacobian(out, z, experimental_use_pfor=False)
+    return np.linalg.slogdet(jac.numpy())[1]
+
+
+def _flow(kind, net, eps, steps, tol=1e-13):
+    def fn(z):
+        x, v = z[None, :2], z[None, 2:]
+        if kind == "separable":
+            x1, v1 = separable_leapfrog(x, v, net, eps, steps)
+        else:
+            res = implicit_leapfrog(x, v, net, eps, steps, tol=tol, max_iter=500)
+            x1, v1 = res.position, res.momentum
+        return tf.concat([x1[0], v1[0]], 0)
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["separable", "latent"])
+def test_hnn_integrator_is_reversible_in_float64(kind):
+    net = _net(kind)
+    x, v = _start()
+    if kind == "separable":
+        x1, v1 = separable_leapfrog(x, v, net, 0.1, 20)
+        x2, v2 = separable_leapfrog(x1, -v1, net, 0.1, 20)
+    else:
+        r1 = implicit_leapfrog(x, v, net, 0.1, 20, tol=1e-13, max_iter=500)
+        r2 = implicit_leapfrog(r1.position, -r1.momentum, net, 0.1, 20, tol=1e-13,
+                               max_iter=500)
+        assert bool(tf.reduce_all(r1.converged)) and bool(tf.reduce_all(r2.converged))
+        x1, v1, x2, v2 = r1.position, r1.momentum, r2.position, r2.momentum
+    assert np.max(np.abs(x1 - x)) > 1e-2   # it moved
+    np.testing.assert_allclose(x2, x, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(-v2, v, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["separable", "latent"])
+def test_hnn_integrator_preserves_volume(kind):
+    net = _net(kind, seed=1)
+    x, v = _start(chains=1, seed=3)
+    z = tf.concat([x[0], v[0]], 0)
+    logdet = _log_abs_det_jacobian(_flow(kind, net, 0.1, 10), z)
+    assert abs(logdet) < 1e-8
+
+
+class _Pendulum:
+    """A known non-separable H(q, p) = ½ q² + ½ p² (1 + q²), even in p."""
+    kind, dim = "latent", 1
+
+    def hamiltonian(self, q, p):
+        return tf.reduce_sum(0.5 * q**2 + 0.5 * p**2 * (1.0 + q**2), -1)
+
+    def grads(self, q, p):
+        return q + q * p**2, p * (1.0 + q**2)
+
+
+def test_implicit_fixed_point_converges_on_known_nonseparable_h():
+    h = _Pendulum()
+    q = tf.constant([[0.5], [-1.0], [1.5]], tf.float64)
+    p = tf.constant([[1.0], [0.3], [-0.7]], tf.float64)
+    energies = []
+    for eps, n in [(0.1, 10), (0.05, 20)]:
+        res = implicit_leapfrog(q, p, h, eps, n, tol=1e-12, max_iter=200)
+        assert bool(tf.reduce_all(res.converged))
+        # iterations per implicit solve stay far below the cap (a contraction)
+        assert int(tf.reduce_max(res.iterations)) < 2 * n * 60
+        energies.append(np.abs(h.hamiltonian(res.position, res.momentum)
+                               - h.hamiltonian(q, p)).max())
+    # second order: halving ε divides the energy error by about 4
+    assert energies[0] < 0.02 and 2.5 < energies[0] / energies[1] < 6.0
+    # the implicit equations hold at the solution of one step
+    res = implicit_leapfrog(q, p, h, 0.1, 1, tol=1e-13, max_iter=200)
+    q1, p1 = res.position, res.momentum
+    # recover p½ from the explicit last half step and check both implicit equations
+    # p1 = p½ − ε/2 ∂qH(q1, p½): solve it by the same iteration, then test the first equation
+    p_half = p
+    for _ in range(200):
+        p_half = p - 0.05 * h.grads(q, p_half)[0]
+    np.testing.assert_allclose(p1, p_half - 0.05 * h.grads(q1, p_half)[0], atol=1e-11)
+    np.testing.assert_allclose(
+        q1, q + 0.05 * (h.grads(q, p_half)[1] + h.grads(q1, p_half)[1]), atol=1e-11)
+    # too large a step: the iteration does not converge and says so
+    bad = implicit_leapfrog(q, p * 5.0, h, 2.0, 3, tol=1e-12, max_iter=20)
+    assert not bool(tf.reduce_all(bad.converged))
+
+
+@pytest.mark.parametrize("kind", ["separable", "latent"])
+def test_hnn_field_is_divergence_free_and_conserves_its_energy(kind):
+    net = _net(kind, seed=2)
+    x, v = _start(chains=1, seed=5)
+    z = tf.concat([x[0], v[0]], 0)
+
+    def field(z):
+        dq, dp = net.time_derivative(z[None, :2], z[None, 2:])
+        return tf.concat([dq[0], dp[0]], 0)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(z)
+        f = field(z)
+    jac = tape.jacobian(f, z, experimental_use_pfor=False).numpy()
+    assert abs(np.trace(jac)) < 1e-10
+    # dĤ/dt = ∇Ĥ · f = 0
+    dq, dp = net.grads(x, v)
+    gh = tf.concat([dq[0], dp[0]], 0).numpy()
+    assert abs(gh @ f.numpy()) < 1e-10 * (1 + np.abs(gh).max() * np.abs(f.numpy()).max())
+    # and the integrators conserve Ĥ to second order in ε
+    errs = []
+    for eps in (0.04, 0.02):
+        if kind == "separable":
+            x1, v1 = separable_leapfrog(x, v, net, eps, int(round(0.8 / eps)))
+        else:
+            r = implicit_leapfrog(x, v, net, eps, int(round(0.8 / eps)), tol=1e-13, max_iter=500)
+            x1, v1 = r.position, r.momentum
+        errs.append(float(np.abs(net.hamiltonian(x1, v1) - net.hamiltonian(x, v))[0]))
+    assert errs[1] < errs[0] / 2.5 or errs[0] < 1e-9
+
+
+@pytest.fixture(scope="module")
+def trained_icg():
+    t = experiments.get("icg5")
+    data = collect(t, t.sample(8, 1, tf.float64), num_trajectories=10, num_steps=20,
+                   step_size=0.02, seed=3)
+    train_data, held_out = data.split(0.2, seed=0)
+    res = train(train_data, kind="separable", hidden=(32, 32), num_steps=600, batch_size=256,
+                held_out=held_out, progress=False, seed=0)
+    return t, res, held_out
+
+
+def test_trained_hnn_matches_true_gradients_on_held_out_points(trained_icg):
+    t, res, held_out = trained_icg
+    pred = res.hnn.field(tf.constant(held_out.q, tf.float32)).numpy()
+    true = -held_out.dh_dq
+    rel = np.linalg.norm(pred - true, axis=-1) / np.linalg.norm(true, axis=-1)
+    assert np.median(rel) < 0.1, np.median(rel)
+    h = res.history
+    assert h["loss"].shape == (600,) and h["eval_loss"][-1] < h["eval_loss"][0] / 10
+    assert res.grad_evals > 0 and res.seconds > 0
+
+
+def test_collect_records_true_gradients():
+    t = experiments.get("icg5")
+    data = collect(t, t.sample(4, 0, tf.float64), 2, 5, 0.02, seed=0)
+    assert data.q.shape == (40, 5)
+    np.testing.assert_allclose(data.dh_dq, data.q / experiments.ICG5_VARIANCES, rtol=1e-10)
+    np.testing.assert_array_equal(data.dh_dp, data.p)
+
+
+@pytest.mark.parametrize("kind", ["separable", "latent"])
+def test_save_load_roundtrip_is_exact(kind, tmp_path):
+    net = _net(kind, seed=4)
+    net.set_standardisation([0.5, -1.0], [2.0, 0.3])
+    path = save(net, tmp_path / "net")
+    back = load(path)
+    x, v = _start(seed=9)
+    np.testing.assert_array_equal(net.hamiltonian(x, v), back.hamiltonian(x, v))
+    assert back.config == net.config
+
+
+def _moments_ok(samples, t):
+    diagnostics.assert_moments(samples, t.mean, t.variance)
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("kind", ["separable", "latent"])
+def test_hnn_hmc_exact_with_a_poor_network(kind):
+    t = _gauss()
+    net = _net(kind, seed=6)
+    kernel = HNNHMC(t, net, step_size=0.3, num_leapfrog_steps=6, tol=1e-10)
+    x0 = t.sample(32, seed=scale.seed(3), dtype=tf.float64)
+    samples, trace = hmc_lib.sample(kernel, 300, x0, seed=scale.seed(11))
+    acc = float(np.mean(trace["is_accepted"]))
+    assert acc > 0.05    # poor, but it moves
+    assert np.all(trace["grad_evals"] == 0) and np.all(trace["potential_evals"] == 1)
+    _moments_ok(samples, t)
+
+
+def test_chen_rule_spends_no_true_evaluation():
+    t = _gauss()
+    kernel = HNNHMC(t, ExactHamiltonian(t), 0.3, 6, exact=False)
+    _, trace = hmc_lib.sample(kernel, 10, t.sample(4, seed=0), seed=1)
+    assert np.all(trace["potential_evals"] == 0) and np.all(trace["grad_evals"] == 0)
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("which", ["poor", "exact"])
+def test_hnn_nuts_invariant(which):
+    t = _gauss()
+    net = _net("separable", seed=7) if which == "poor" else ExactHamiltonian(t)
+    kernel = HNNNUTS(t, net, step_size=0.3, max_tree_depth=6, cool_down=5)
+    x0 = t.sample(32, seed=scale.seed(4), dtype=tf.float64)
+    samples, trace = hmc_lib.sample(kernel, 300, x0, seed=scale.seed(12))
+    _moments_ok(samples, t)
+    if which == "exact":
+        assert not trace["fell_back"].any() and trace["used_hnn"].all()
+        assert np.all(trace["grad_evals"] == 0)
+
+
+def test_monitor_never_switches_for_the_true_hamiltonian():
+    t = _gauss()
+    kernel = HNNNUTS(t, ExactHamiltonian(t), step_size=0.2, max_tree_depth=8)
+    _, trace = hmc_lib.sample(kernel, 50, t.sample(8, seed=0), seed=3)
+    assert not trace["fell_back"].any()
+    assert np.all(trace["grad_evals"] == 0)
+    # one true log π per leaf, none else
+    pe, depth = trace["potential_evals"], trace["tree_depth"]
+    assert np.all(pe >= depth) and np.all(pe <= 2 ** depth - 1)
+
+
+class _ConstantForce:
+    """A deliberately wrong separable 'HNN': Ũ(q) = −c q₀, a huge constant force."""
+    kind, dim, c = "separable", 2, 1000.0
+
+    def potential(self, q):
+        return -self.c * q[..., 0]
+
+    def hamiltonian(self, q, p):
+        return self.potential(q) + 0.5 * tf.reduce_sum(tf.square(p), -1)
+
+    def field(self, q):
+        return tf.concat([tf.fill(tf.shape(q[..., :1]), tf.cast(self.c, q.dtype)),
+                          tf.zeros_like(q[..., 1:])], -1)
+
+    def grads(self, q, p):
+        return -self.field(q), p
+
+
+def test_monitor_falls_back_and_cools_down_for_n_lf_samples():
+    t = _gauss()
+    # the first leaf moves ~ε²c/2 = 20 and gains momentum εc = 200: the monitor must fire
+    wrong = _ConstantForce()
+    n_lf = 3
+    kernel = HNNNUTS(t, wrong, step_size=0.2, max_tree_depth=8, cool_down=n_lf)
+    _, trace = hmc_lib.sample(kernel, 12, t.sample(4, seed=0), seed=5)
+    period = n_lf + 1
+    fell = trace["fell_back"]
+    expected = (np.arange(12) % period == 0)[:, None]
+    np.testing.assert_array_equal(fell, np.broadcast_to(expected, fell.shape))
+    assert not trace["used_hnn"].any()                     # every draw from true gradients
+    np.testing.assert_array_equal(trace["cool_down"][:, 0], [3, 2, 1, 0] * 3)
+    # the true trees cost gradients; fall-back transitions also paid the HNN leaves
+    assert np.all(trace["grad_evals"] > 0)
+    assert np.all(trace["potential_evals"][fell] > trace["grad_evals"][fell] - 1)
+
+
+def test_bad_input():
+    t = _gauss()
+    net = _net("separable")
+    with pytest.raises(ValueError, match="step_size"):
+        HNNHMC(t, net, 0.0, 5)
+    with pytest.raises(ValueError, match="num_leapfrog_steps"):
+        HNNHMC(t, net, 0.1, 0)
+    with pytest.raises(ValueError, match="dim"):
+        HNNHMC(t, _net("separable", dim=3), 0.1, 5)
+    with pytest.raises(TypeError, match="hnn"):
+        HNNNUTS(t, object(), 0.1)
+    with pytest.raises(ValueError, match="cool_down"):
+        HNNNUTS(t, net, 0.1, cool_down=-1)
+    with pytest.raises(ValueError, match="kind"):
+        HNN(2, kind="other")
+    with pytest.raises(TypeError, match="exact"):
+        HNNHMC(t, net, 0.1, 5, exact="yes")
+
+
+def test_top_level_names():
+    assert hmc_lib.HNNHMC is HNNHMC and hmc_lib.HNNNUTS is HNNNUTS
