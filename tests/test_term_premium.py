@@ -149,3 +149,50 @@ def test_recovers_known_parameters():
     z_err = (mean - t.true_phi) / np.sqrt(sd**2 + mcse**2)
     bound = stats.norm.ppf(1 - 1e-3 / 14)
     assert np.all(np.abs(z_err) < bound), dict(zip(tp.NAMES, np.round(z_err, 2)))
+
+
+# ---------------------------------------------------------------------------------------
+# latent wealth (pseudo-marginal)
+
+def wealth_block(phi, data):
+    """log p(ΔW | θ) of the observed wealth path (scipy)."""
+    th = tp.to_natural(phi)
+    dw, dt = np.diff(data["w"]), data["dt"]
+    return np.sum(stats.norm.logpdf(dw, th[4] * dt, th[5] * np.sqrt(dt)))
+
+
+def test_latent_wealth_on_the_observed_path_is_the_observed_likelihood():
+    """A proposal path equal to the observed W has weight p(r, p | W_obs, θ) exactly."""
+    pm = targets.get("term_premium_latent_wealth", num_steps=8, num_importance=1, seed=5)
+    obs = pm.observed
+    phi = obs.true_phi + 0.03
+    th, dt = tp.to_natural(phi), obs.data["dt"]
+    u = (np.diff(obs.data["w"])[:-1] - th[4] * dt) / (th[5] * np.sqrt(dt))
+    lhat = pm.log_likelihood_hat(tf.constant(phi[None]), tf.constant(u[None, :, None]))
+    full = obs.log_likelihood_fn(tf.constant(phi[None])).numpy()[0]
+    np.testing.assert_allclose(lhat.numpy()[0], full - wealth_block(phi, obs.data),
+                               rtol=1e-10)
+
+
+def test_latent_wealth_weights_match_a_loop():
+    pm = targets.get("term_premium_latent_wealth", num_steps=6, num_importance=3, seed=6)
+    data = pm.data
+    phi = pm.true_phi - 0.02
+    th, dt = tp.to_natural(phi), data["dt"]
+    u = np.random.default_rng(1).standard_normal(pm.u_shape)
+    lw = pm.log_weights(tf.constant(phi[None]), tf.constant(u[None])).numpy()[0, 0]
+    assert pm.u_shape == (5, 3) and lw.shape == (3,)
+    for i in range(3):
+        w = data["w"][0] + np.concatenate(
+            [[0.0], np.cumsum(th[4] * dt + th[5] * np.sqrt(dt) * u[:, i])])
+        path = dict(data, w=np.concatenate([w, [w[-1]]]))      # W_K is not used
+        ref = reference_log_prob(th, path) - wealth_block(phi, path)
+        ref -= np.sum(stats.norm.logpdf(phi, tp.PRIOR_MEAN, tp.PRIOR_SD))
+        np.testing.assert_allclose(lw[i], ref, rtol=1e-10)
+
+
+def test_latent_wealth_bad_input():
+    with pytest.raises(ValueError, match="num_steps"):
+        targets.get("term_premium_latent_wealth", num_steps=1)
+    with pytest.raises(ValueError, match="num_importance"):
+        targets.get("term_premium_latent_wealth", num_importance=0)

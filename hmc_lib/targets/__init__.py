@@ -28,6 +28,7 @@ _MODULE_OF = {
     "gaussian_random_effects": "pseudo_marginal",
     # finance (Chen Part VII)
     "term_premium": "term_premium",
+    "term_premium_latent_wealth": "term_premium",
 }
 
 
