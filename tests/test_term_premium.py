@@ -140,7 +140,7 @@ def test_recovers_known_parameters():
     log_prob_z, to_phi = tp.whiten(t.log_prob, mode[0], cov[0])
     chains = 16
     z0 = tf.random.stateless_normal([chains, 7], seed=[scale.seed(12), 0], dtype=tf.float64)
-    kernel = hmc_lib.HMC(log_prob_z, step_size=0.3, num_leapfrog_steps=8)
+    kernel = hmc_lib.HMC(log_prob_z, step_size=0.15, num_leapfrog_steps=16)
     z, trace = hmc_lib.sample(kernel, 300, z0, num_burnin_steps=200, seed=scale.seed(13))
     phi = to_phi(z).numpy()                                     # [draws, chains, 7]
     assert trace["is_accepted"].mean() > 0.5
