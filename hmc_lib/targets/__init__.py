@@ -26,6 +26,9 @@ _MODULE_OF = {
     # pseudo-marginal targets
     "glmm": "pseudo_marginal",
     "gaussian_random_effects": "pseudo_marginal",
+    # finance (Chen Part VII)
+    "term_premium": "term_premium",
+    "term_premium_latent_wealth": "term_premium",
 }
 
 
