@@ -47,29 +47,34 @@ def settings(scale):
 
     `exact`: chains and draws of `exactness_run` (independent chains from exact draws).
     `seeds`: training seeds of the logistic-regression headline; `agree`: chains, burn-in and
-    draws of the runs that `mean_agreement` compares.
+    draws of the runs that `mean_agreement` compares; `block`: training epochs and NNgHMC
+    iterations of the block-network comparison.
     """
     p = lambda **kw: scale_mod.pick(scale=scale, **kw)
     return dict(
         banana=dict(target=dict(), step_size=0.3, L=20, chains=4,
-                    num_results=p(ci=300, book=2000, paper=5000), burnin=100,
-                    collect=p(ci=200, book=500, paper=1000),
-                    net=dict(hidden=100, epochs=50, batch_size=64, learning_rate=1e-2),
-                    exact=dict(chains=128, draws=p(ci=100, book=200, paper=1000))),
+                    num_results=p(ci=200, book=2000, paper=5000), burnin=100,
+                    collect=p(ci=100, book=500, paper=1000),
+                    net=dict(hidden=100, epochs=p(ci=20, book=50, paper=50), batch_size=64,
+                             learning_rate=1e-2),
+                    exact=dict(chains=128, draws=p(ci=50, book=200, paper=1000))),
         icg30=dict(target=dict(), step_size=0.5, L=100, chains=4,
                    num_results=p(ci=200, book=1000, paper=5000), burnin=100,
                    collect=p(ci=100, book=100, paper=200),
                    net=dict(hidden=100, epochs=10, learning_rate=1e-3),
-                   exact=dict(chains=128, draws=p(ci=50, book=100, paper=1000))),
+                   exact=dict(chains=128, draws=p(ci=30, book=100, paper=1000))),
         logreg=dict(target=dict(num_features=p(ci=20, book=50, paper=200)),
-                    sizes=p(ci=[2000, 5000, 10000], book=[5000, 10000, 20000], paper=[10000, 25000, 50000]),
+                    sizes=p(ci=[1000, 2000, 4000], book=[5000, 10000, 20000],
+                            paper=[10000, 25000, 50000]),
                     step_size=p(ci=0.0075, book=0.0075, paper=0.005), L=20,
-                    chains=p(ci=2, book=4, paper=4), num_results=p(ci=200, book=1000, paper=1000),
-                    burnin=50, collect=p(ci=200, book=100, paper=100),
+                    chains=p(ci=2, book=4, paper=4), num_results=p(ci=100, book=1000, paper=1000),
+                    burnin=50, collect=p(ci=100, book=100, paper=100),
                     net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                              linear=True),
                     seeds=p(ci=2, book=3, paper=5),
-                    agree=dict(chains=16, burnin=50, draws=p(ci=100, book=200, paper=1000))),
+                    agree=dict(chains=16, burnin=50, draws=p(ci=50, book=200, paper=1000)),
+                    block=dict(epochs=p(ci=5, book=30, paper=30),
+                               iterations=p(ci=50, book=200, paper=200))),
     )
 
 
