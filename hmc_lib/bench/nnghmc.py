@@ -6,27 +6,25 @@ probes to the run (see `hmc_lib.nnghmc.schedule.compare`), and `ess_per_grad` di
 true gradients spent collecting (NNgHMC's own draws spend none). `speedup` is NNgHMC's
 `ess_per_second_total` over HMC's. Logistic regression runs at several data sizes
 (`num_data`), on simulated data.
+
+Every experiment runs once per seed (`settings(scale)["logreg"]["seeds"]` of them: 3 at book
+scale), each seed driving HMC, the collection, the training and NNgHMC; the rows carry their
+`seed`, and one summary row per experiment (method `nnghmc/hmc`) gives the median and range
+(min–max) of the speed-up over seeds.
 """
 
-import numpy as np
-import tensorflow as tf
-
 from hmc_lib import bench, scale as scale_mod, targets
+from hmc_lib.nnghmc import experiments as ex
 from hmc_lib.nnghmc.experiments import PAPER, settings
-from hmc_lib.nnghmc.schedule import compare
 
 
-def _rows(name, target, cfg, x0, seed, step_size=None, **extra):
-    eps = cfg["step_size"] if step_size is None else step_size
-    h, n, (hs, ht), res = compare(
-        target, x0, eps, cfg["L"], cfg["num_results"], num_burnin_steps=cfg["burnin"], seed=seed,
-        collect_until=cfg["burnin"] + cfg["collect"], retrain_every=cfg["collect"] // 2,
-        probe_steps=20, tolerance=0.15, net_kwargs=cfg["net"])
-    hrow = bench.row("hmc", name, hs, ht, paper=PAPER.get((name, "hmc")), step_size=eps,
-                     ess_per_second_total=h["ess_per_second_total"], **extra)
+def _rows(name, run, seed, step_size, **extra):
+    h, n, (hs, ht), res = run
+    hrow = bench.row("hmc", name, hs, ht, paper=PAPER.get((name, "hmc")), step_size=step_size,
+                     ess_per_second_total=h["ess_per_second_total"], seed=seed, **extra)
     nrow = bench.row("nnghmc", name, res.samples, res.trace, train_seconds=n["train_seconds"],
-                     paper=PAPER.get((name, "nnghmc")), step_size=eps,
-                     ess_per_second_total=n["ess_per_second_total"],
+                     paper=PAPER.get((name, "nnghmc")), step_size=step_size,
+                     ess_per_second_total=n["ess_per_second_total"], seed=seed,
                      collect_draws=n["collect_draws"], final_method=n["method"],
                      speedup=n["ess_per_second_total"] / h["ess_per_second_total"], **extra)
     nrow["ess_per_grad"] = n["ess_per_grad_total"]
@@ -34,19 +32,39 @@ def _rows(name, target, cfg, x0, seed, step_size=None, **extra):
     return [hrow, nrow]
 
 
+def _summary(name, seed_rows, **extra):
+    """One row: median and range over seeds of the speed-up (and of NNgHMC's ESS/s)."""
+    nn = [r for r in seed_rows if r["method"] == "nnghmc"]
+    sp = ex.spread([r["speedup"] for r in nn])
+    ess = ex.spread([r["ess_per_second_total"] for r in nn])
+    out = {f: None for f in bench.FIELDS}
+    out.update(method="nnghmc/hmc", target=name, seeds=[r["seed"] for r in nn],
+               speedup_median=sp["median"], speedup_min=sp["min"], speedup_max=sp["max"],
+               nnghmc_ess_per_second_total_median=ess["median"],
+               nnghmc_ess_per_second_total_min=ess["min"],
+               nnghmc_ess_per_second_total_max=ess["max"],
+               paper=PAPER.get((name, "nnghmc")), **extra)
+    return out
+
+
 def run(scale):
     cfgs = settings(scale)
+    seeds = [scale_mod.seed(k) for k in range(cfgs["logreg"]["seeds"])]
     rows = []
     for name in ("banana", "icg30"):
-        t = targets.get(name)
-        x0 = t.sample(cfgs[name]["chains"], seed=1)
-        rows += _rows(name, t, cfgs[name], x0, seed=10)
+        t, cfg = targets.get(name), cfgs[name]
+        x0 = t.sample(cfg["chains"], seed=scale_mod.seed(1))
+        seed_rows = []
+        for s in seeds:
+            seed_rows += _rows(name, ex.run_compare(t, cfg, x0, seed=10 + 100 * s), s,
+                               cfg["step_size"])
+        rows += seed_rows + [_summary(name, seed_rows)]
     cfg = cfgs["logreg"]
     for i, n in enumerate(cfg["sizes"]):
-        t = targets.get("logreg", num_data=n, seed=0, **cfg["target"])
-        x0 = tf.constant(np.tile(t.true_beta, (cfg["chains"], 1)), tf.float32)
-        # posterior sd shrinks like n^-1/2: scale ε from the reference size (the first)
-        eps = cfg["step_size"] * float(np.sqrt(cfg["sizes"][1] / n))
-        rows += _rows("logreg", t, cfg, x0, seed=20 + i, step_size=eps, num_data=n,
-                      num_features=t.dim)
+        runs = ex.logreg_seeds(cfg, n, [20 + i + 100 * s for s in seeds])
+        seed_rows = []
+        for s, r in zip(seeds, runs):
+            seed_rows += _rows("logreg", (r.hmc, r.nnghmc, r.hmc_run, r.schedule), s,
+                               ex.logreg_step_size(cfg, n), num_data=n, num_features=r.row["dim"])
+        rows += seed_rows + [_summary("logreg", seed_rows, num_data=n)]
     return rows
