@@ -110,7 +110,9 @@ class WarmupResult(NamedTuple):
     trace: dict of numpy arrays, per iteration: `step_size` `[num_warmup]`, `accept_prob`
       `[num_warmup, chains]`, `grad_evals` and `is_divergent` `[num_warmup, chains]`;
       `windows` (list of `(start, end, slow)`), `inverse_mass` (one `[dim]` per slow window),
-      `seconds` (wall clock, compilation included).
+      `chain_variance` (per slow window, each chain's own variance estimate `[chains, dim]`:
+      their spread gives the Monte Carlo error of `inverse_mass`), `seconds` (wall clock,
+      compilation included).
     """
     state: object
     step_size: float
@@ -197,9 +199,7 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
                 new_da = dual_averaging_update(da, tf.reduce_mean(acc), target_accept)
                 x = tf.cast(_theta(new_state), tf.float64) - shift
                 c = tf.cast(collect, tf.float64)
-                new_sums = (sums[0] + c * tf.cast(tf.shape(x)[0], tf.float64),
-                            sums[1] + c * tf.reduce_sum(x, 0),
-                            sums[2] + c * tf.reduce_sum(x * x, 0))
+                new_sums = (sums[0] + c, sums[1] + c * x, sums[2] + c * x * x)
                 out = (tf.exp(da.log_step), acc, tf.cast(new_res.grad_evals, tf.int32),
                        tf.cast(new_res.is_divergent, tf.bool))
                 return new_state, new_res, new_da, new_sums, out
@@ -220,11 +220,11 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
 
     compiled = tf.function(run_chunk, jit_compile=jit_compile, autograph=False)
     da = dual_averaging_start(initial_step_size)
-    traces, inverse_masses = [], []
+    traces, inverse_masses, chain_variances = [], [], []
     start_time = time.perf_counter()
     for first, last, slow in windows:
         shift = tf.reduce_mean(tf.cast(_theta(state), tf.float64), 0)
-        zeros = tf.zeros([dim], tf.float64)
+        zeros = tf.zeros(tf.shape(_theta(state)), tf.float64)          # per chain
         sums = (tf.constant(0.0, tf.float64), zeros, zeros)
         for c0 in range(first, last, chunk):
             active = min(chunk, last - c0)
@@ -233,18 +233,22 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
                 tf.constant(active, tf.int32), tf.constant(bool(slow and adapt_mass)))
             traces.append([o.numpy()[:active] for o in out])
         if slow and adapt_mass:
-            n = float(sums[0])
-            mean = sums[1].numpy() / n
-            var = (sums[2].numpy() - n * mean ** 2) / (n - 1.0)
+            steps = float(sums[0])
+            s1, s2 = sums[1].numpy(), sums[2].numpy()          # [chains, dim]
+            n = steps * s1.shape[0]                            # draws pooled over chains
+            mean = s1.sum(0) / n
+            var = (s2.sum(0) - n * mean ** 2) / (n - 1.0)
             inv_mass = regularized_variance(np.maximum(var, 0.0), n)
             inverse_masses.append(inv_mass)
+            chain_mean = s1 / steps
+            chain_variances.append((s2 / steps - chain_mean ** 2) * steps / (steps - 1.0))
             mass_var.assign(tf.constant(1.0 / inv_mass, dtype))
             da = dual_averaging_start(math.exp(float(da.log_step)))
     step_size = math.exp(float(da.log_step_bar)) if float(da.count) > 0 \
         else math.exp(float(da.log_step))
     trace = {k: np.concatenate([t[j] for t in traces], 0)
              for j, k in enumerate(("step_size", "accept_prob", "grad_evals", "is_divergent"))}
-    trace.update(windows=windows, inverse_mass=inverse_masses,
+    trace.update(windows=windows, inverse_mass=inverse_masses, chain_variance=chain_variances,
                  seconds=time.perf_counter() - start_time)
     if is_list:
         state = [tf.convert_to_tensor(t) for t in state]
