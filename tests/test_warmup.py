@@ -121,8 +121,10 @@ def test_pm_warmup_runs_on_theta_only():
     assert isinstance(state, list) and state[1].shape == u0.shape
     assert mass.shape == (gre.theta_dim,) and np.all(mass > 0) and eps > 0
     factory = lambda step_size, mass: PMNUTS(gre, step_size, max_tree_depth=3, mass=mass)
-    state, eps, mass, trace = hmc_lib.warmup(factory, [theta0, u0], 20, seed=3)
-    assert mass.shape == (gre.theta_dim,) and len(trace["inverse_mass"]) == 1
+    state, eps, mass2, trace = hmc_lib.warmup(factory, state, 20, seed=3, initial_mass=mass,
+                                              adapt_mass=False)
+    np.testing.assert_allclose(mass2, mass, rtol=1e-6)
+    assert trace["inverse_mass"] == []
 
 
 def test_mass_bad_input(wide):
@@ -159,5 +161,9 @@ def test_warmup_bad_input(wide):
         hmc_lib.warmup(factory, x0, 100, seed=1, initial_step_size=-0.1)
     with pytest.raises(ValueError, match="initial_state"):
         hmc_lib.warmup(factory, tf.zeros([6]), 100, seed=1)
+    with pytest.raises(ValueError, match="initial_mass"):
+        hmc_lib.warmup(factory, x0, 100, seed=1, initial_mass=np.ones(5))
+    with pytest.raises(ValueError, match="initial_mass"):
+        hmc_lib.warmup(factory, x0, 100, seed=1, initial_mass=np.zeros(6))
     with pytest.raises(ValueError, match="init_buffer"):
         hmc_lib.warmup(factory, x0, 100, seed=1, init_buffer=-1)

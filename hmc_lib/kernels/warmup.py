@@ -122,7 +122,7 @@ class WarmupResult(NamedTuple):
 
 def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
            initial_step_size=0.1, init_buffer=75, term_buffer=50, base_window=25,
-           adapt_mass=True, chunk_size=25, jit_compile=True):
+           adapt_mass=True, initial_mass=None, chunk_size=25, jit_compile=True):
     """Stan's windowed warm-up for any of the library's kernels (HMC, NUTS, PMHMC, PMNUTS).
 
     Args:
@@ -137,7 +137,9 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
       target_accept: the acceptance statistic dual averaging aims at, in (0, 1).
       initial_step_size: ε at the start, > 0.
       init_buffer, term_buffer, base_window: Stan's window sizes.
-      adapt_mass: False adapts the step size only (the mass stays 1).
+      adapt_mass: False adapts the step size only (the mass stays `initial_mass`).
+      initial_mass: the mass diagonal to start from, `[dim]` > 0 (default ones), e.g. one
+        learned by an earlier warm-up.
       chunk_size: iterations per compiled call.
     Returns:
       `WarmupResult(state, step_size, mass, trace)`; unpacks as a 4-tuple.
@@ -172,7 +174,13 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
                          f"[chains, theta_dim]), got theta of shape {theta.shape.as_list()}")
     dtype = theta.dtype
     dim = int(theta.shape[-1])
-    mass_var = tf.Variable(tf.ones([dim], dtype), trainable=False, name="warmup_mass")
+    if initial_mass is None:
+        initial_mass = np.ones(dim)
+    _checks.positive_float(initial_mass, "initial_mass")
+    if np.shape(initial_mass) != (dim,):
+        raise ValueError(f"`initial_mass` must have shape [{dim}], got {np.shape(initial_mass)}")
+    mass_var = tf.Variable(_checks.as_dtype(np.asarray(initial_mass, np.float64), dtype),
+                           trainable=False, name="warmup_mass")
     kernel = kernel_factory(initial_step_size, mass_var)
     results = kernel.bootstrap_results(state)
     if not hasattr(results, "step_size") or not hasattr(results, "log_accept_ratio"):
