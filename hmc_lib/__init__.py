@@ -15,7 +15,7 @@ from hmc_lib import diagnostics, integrators, scale, targets
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.sampling import sample
 
-# Kernels that live in their own modules, imported on first use.
+# Kernels (and the warm-up) that live in their own modules, imported on first use.
 _LAZY = {
     "NUTS": "hmc_lib.kernels.nuts",
     "NNgHMC": "hmc_lib.nnghmc",
@@ -24,6 +24,7 @@ _LAZY = {
     "PMNUTS": "hmc_lib.pm",
     "HNNHMC": "hmc_lib.hnn",
     "HNNNUTS": "hmc_lib.hnn",
+    "warmup": "hmc_lib.kernels.warmup",
 }
 
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 import hmc_lib
 from hmc_lib import diagnostics, integrators
 from hmc_lib.pm.kernel import PMHMC, PMNUTS
+from hmc_lib.scale import seed
 from hmc_lib.targets import pseudo_marginal as pmt
 from hmc_lib.targets.pseudo_marginal import PseudoMarginalTarget
 
@@ -30,6 +31,7 @@ def gre():
 
 # --- the target and its gradients ---------------------------------------------------------
 
+@pytest.mark.statistical
 def test_glmm_registry_and_defaults():
     t = hmc_lib.targets.get("glmm", num_individuals=7, num_importance=5)
     assert isinstance(t, PseudoMarginalTarget)
@@ -38,19 +40,21 @@ def test_glmm_registry_and_defaults():
     # λ are precisions: true θ holds log 10, log 3 and logit 0.8
     np.testing.assert_allclose(t.true_theta[8:], [0.0, 3.0, np.log(10), np.log(3), np.log(4)])
     # the simulated random effects have the mixture's variances (1/λ), not 1/λ²
-    big = pmt.simulate_glmm(num_individuals=20000, seed=3)[0]
+    # (standard errors of the variances: 0.0011 and 0.0075; the bounds are 9 and 4.5 of them)
+    big = pmt.simulate_glmm(num_individuals=20000, seed=seed(3))[0]
     x, c = big["X"], big["component"]
-    assert abs(np.var(x[c == 0]) - 0.1) < 0.01 and abs(np.var(x[c == 1]) - 1 / 3) < 0.03
+    assert abs(np.var(x[c == 0]) - 0.1) < 0.01 and abs(np.var(x[c == 1]) - 1 / 3) < 0.034
     # same seed, same data
     np.testing.assert_array_equal(t.data["y"], hmc_lib.targets.get(
         "glmm", num_individuals=7, num_importance=5).data["y"])
 
 
+@pytest.mark.statistical
 def test_glmm_covariate_scale():
     # default Z ~ N(0, I/p): Var(Zᵀβ) ≈ |β|²/p; the rest of the simulation is unchanged
     p = 8
-    d_def, th_def = pmt.simulate_glmm(num_individuals=4000, seed=5)
-    d_one, th_one = pmt.simulate_glmm(num_individuals=4000, seed=5, covariate_scale=1.0)
+    d_def, th_def = pmt.simulate_glmm(num_individuals=4000, seed=seed(5))
+    d_one, th_one = pmt.simulate_glmm(num_individuals=4000, seed=seed(5), covariate_scale=1.0)
     np.testing.assert_allclose(d_def["Z"], d_one["Z"] / np.sqrt(p), rtol=1e-15, atol=0)
     np.testing.assert_array_equal(th_def, th_one)
     np.testing.assert_array_equal(d_def["X"], d_one["X"])
@@ -78,11 +82,12 @@ def test_glmm_label_swap_is_a_symmetry_and_relabel_undoes_it():
     assert np.all(draws[1, 0] == swapped)                             # input left unchanged
 
 
+@pytest.mark.statistical
 def test_glmm_random_effect_posterior_matches_monte_carlo():
     # X_t | y_t, θ by quadrature against self-normalised importance sampling from the prior
-    data, theta = pmt.simulate_glmm(num_individuals=5, seed=6)
+    data, theta = pmt.simulate_glmm(num_individuals=5, seed=seed(6))
     q = pmt.glmm_random_effect_posterior(theta, data)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed(0))
     M = 400_000
     second = rng.uniform(size=M) >= 0.8
     x = np.where(second, 3.0 + rng.standard_normal(M) / np.sqrt(3.0),
@@ -95,7 +100,7 @@ def test_glmm_random_effect_posterior_matches_monte_carlo():
     mean = w @ x
     sd = np.sqrt(w @ x ** 2 - mean ** 2)
     p2 = w @ second
-    # 5 Monte Carlo standard errors (from the importance-sampling ESS)
+    # 5 Monte Carlo standard errors (from the importance-sampling ESS; 15 tests)
     assert np.all(np.abs(mean - q["mean"]) < 5 * sd / np.sqrt(ess))
     assert np.all(np.abs(p2 - q["p_second"]) < 5 * np.sqrt(p2 * (1 - p2) / ess) + 1e-3)
     np.testing.assert_allclose(q["sd"], sd, rtol=0.05)
@@ -127,6 +132,7 @@ def test_log_likelihood_hat_is_logsumexp_minus_log_n(small_glmm):
     assert np.all(np.isfinite(small_glmm.log_joint(far, u)))
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("which", ["gre", "glmm"])
 def test_estimator_is_unbiased(which):
     """E_u[p̂(y | θ, u)] = p(y | θ): the mean of p̂/p over many u is 1 within Monte Carlo error."""
@@ -139,11 +145,11 @@ def test_estimator_is_unbiased(which):
         theta = t.true_theta
         exact = t.exact_log_likelihood(theta)
     m = 20000
-    u = tf.random.stateless_normal([m, *t.u_shape], seed=[7, 7], dtype=tf.float64)
+    u = tf.random.stateless_normal([m, *t.u_shape], seed=[seed(7), 7], dtype=tf.float64)
     ll = t.log_likelihood_hat(tf.constant(np.tile(theta, (m, 1))), u).numpy()
     ratio = np.exp(ll - exact)
     se = ratio.std() / np.sqrt(m)
-    assert abs(ratio.mean() - 1.0) < 4 * se, (ratio.mean(), se)
+    assert abs(ratio.mean() - 1.0) < 4.5 * se, (ratio.mean(), se)
     assert se < 0.02          # the check has power
     assert ll.mean() < exact   # while log p̂ is biased low (Jensen)
 
@@ -211,10 +217,11 @@ def test_pm_strang_volume_preserving(order):
     assert np.abs(jac - np.eye(38)).max() > 1e-2   # not trivially the identity
 
 
+@pytest.mark.statistical
 def test_pm_strang_energy_error_is_second_order(gre):
-    theta, u = _point(gre, 16, seed=6, spread=0.05)
-    rho = tf.random.stateless_normal(theta.shape, [4, 1], dtype=tf.float64)
-    p = tf.random.stateless_normal(u.shape, [4, 2], dtype=tf.float64)
+    theta, u = _point(gre, 16, seed=seed(6), spread=0.05)
+    rho = tf.random.stateless_normal(theta.shape, [seed(4), 1], dtype=tf.float64)
+    p = tf.random.stateless_normal(u.shape, [seed(4), 2], dtype=tf.float64)
     kernel = PMHMC(gre, 0.1, 1)
 
     def energy_error(h):
@@ -229,44 +236,56 @@ def test_pm_strang_energy_error_is_second_order(gre):
 
 # --- the kernels ---------------------------------------------------------------------------
 
-def _run(kernel, target, seed, num_results, burnin=200, chains=8):
-    theta0 = tf.constant(np.tile(target.posterior_mean, (chains, 1)), tf.float32)
-    u0 = tf.random.stateless_normal([chains, *target.u_shape], seed=[seed, 1])
-    return hmc_lib.sample(kernel, num_results, [theta0, u0], num_burnin_steps=burnin, seed=seed,
-                          keep_fn=lambda s: s[0])
+def _run(kernel, target, base_seed, num_results, burnin=200, chains=16):
+    """Chains from θ drawn from the exact posterior (Gaussian here) and fresh u, burnt in."""
+    s = seed(base_seed)
+    rng = np.random.default_rng(s)
+    sd = np.sqrt(target.posterior_variance)
+    theta0 = tf.constant(target.posterior_mean + sd * rng.standard_normal(
+        (chains, target.theta_dim)), tf.float32)
+    u0 = tf.random.stateless_normal([chains, *target.u_shape], seed=[s, 1])
+    return hmc_lib.sample(kernel, num_results, [theta0, u0], num_burnin_steps=burnin, seed=s,
+                          keep_fn=lambda x: x[0])
 
 
 def _assert_moments(samples, target):
-    x = samples.reshape(-1, target.theta_dim)
-    ess = diagnostics.ess(samples)
-    mean, var = target.posterior_mean, target.posterior_variance
-    z_mean = (x.mean(0) - mean) / np.sqrt(var / ess)
-    z_var = (x.var(0) - var) / np.sqrt(2 * var ** 2 / ess)
-    assert np.all(np.abs(z_mean) < 4.5), z_mean
-    assert np.all(np.abs(z_var) < 4.5), z_var
-    assert np.all(ess > 200), ess
+    """θ's posterior mean and variance within the between-chain error (16 chains)."""
+    diagnostics.assert_moments(samples, target.posterior_mean, target.posterior_variance)
 
 
+@pytest.mark.statistical
 def test_pmhmc_invariant(gre):
-    samples, trace = _run(PMHMC(gre, 0.2, 7), gre, seed=11, num_results=1000)
+    samples, trace = _run(PMHMC(gre, 0.2, 7), gre, base_seed=11, num_results=500)
     _assert_moments(samples, gre)
     assert 0.5 < trace["is_accepted"].mean() < 0.99
     assert np.all(trace["grad_evals"] == 7)
 
 
+@pytest.mark.statistical
+def test_pmhmc_mass_matrix_invariant(gre):
+    """A diagonal mass (here the inverse posterior variances) leaves the target invariant."""
+    mass = 1.0 / gre.posterior_variance
+    samples, trace = _run(PMHMC(gre, 0.3, 5, mass=mass), gre, base_seed=13, num_results=400)
+    _assert_moments(samples, gre)
+    assert 0.5 < trace["is_accepted"].mean() < 1.0
+
+
+@pytest.mark.statistical
 def test_pmnuts_invariant(gre):
-    samples, trace = _run(PMNUTS(gre, 0.25, max_tree_depth=6), gre, seed=12, num_results=600)
+    samples, trace = _run(PMNUTS(gre, 0.25, max_tree_depth=6), gre, base_seed=12,
+                          num_results=300)
     _assert_moments(samples, gre)
     assert np.all(trace["tree_depth"] <= 6) and np.all(trace["grad_evals"] <= 63)
     assert trace["grad_evals"].mean() > 3
 
 
+@pytest.mark.statistical
 def test_pmnuts_cap_shortens_trees(gre):
     """Chen's cap stops a tree once |(z⁺ − z⁻)·v| exceeds it; under the (u, p) rotation that
     product grows like dim(u)·sin t, so a cap below dim(u) = 240 ends trees early, and without
     it they run to t ≈ π."""
     def mean_steps(cap):
-        _, tr = _run(PMNUTS(gre, 0.1, max_tree_depth=7, uturn_cap=cap), gre, seed=4,
+        _, tr = _run(PMNUTS(gre, 0.1, max_tree_depth=7, uturn_cap=cap), gre, base_seed=4,
                      num_results=20, burnin=0, chains=4)
         return tr["grad_evals"].mean()
     free, capped = mean_steps(None), mean_steps(60.0)
@@ -276,11 +295,11 @@ def test_pmnuts_cap_shortens_trees(gre):
 
 def test_pm_kernels_report_and_repeat(gre):
     k = PMHMC(gre, 0.2, 5)
-    a = _run(k, gre, seed=3, num_results=20, burnin=0, chains=2)
-    b = _run(k, gre, seed=3, num_results=20, burnin=0, chains=2)
+    a = _run(k, gre, base_seed=3, num_results=20, burnin=0, chains=2)
+    b = _run(k, gre, base_seed=3, num_results=20, burnin=0, chains=2)
     np.testing.assert_array_equal(a[0], b[0])
     # a huge step diverges: rejected, counted, state stays finite
-    s, tr = _run(PMHMC(gre, 50.0, 3), gre, seed=3, num_results=10, burnin=0, chains=2)
+    s, tr = _run(PMHMC(gre, 50.0, 3), gre, base_seed=3, num_results=10, burnin=0, chains=2)
     assert tr["is_divergent"].all() and not tr["is_accepted"].any() and np.isfinite(s).all()
 
 

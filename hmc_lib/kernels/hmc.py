@@ -8,7 +8,7 @@ import tensorflow_probability as tfp
 from hmc_lib import _checks
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory, value_and_grad
 from hmc_lib.kernels import metropolis
-from hmc_lib.kernels.base import Kernel
+from hmc_lib.kernels.base import Kernel, check_mass, check_mass_against_state
 
 
 class HMCResults(NamedTuple):
@@ -62,6 +62,29 @@ def draw_momentum(x, seed):
     return tf.random.stateless_normal(tf.shape(x), seed=momentum_seed, dtype=x.dtype), accept_seed
 
 
+def mass_leapfrog(state, value_and_grad_fn, step_size, num_steps, inverse_mass):
+    """Leapfrog for H = −log π(x) + ½ pᵀM⁻¹p with diagonal M: as `leapfrog_trajectory`, but
+    the drift is x ← x + ε M⁻¹p. `inverse_mass` broadcasts against `[chains, dim]`."""
+    half = 0.5 * step_size
+    momentum = state.momentum + half * state.grad
+
+    def body(i, x, p, value, grad):
+        x = x + step_size * (inverse_mass * p)
+        value, grad = value_and_grad_fn(x)
+        return i + 1, x, p + step_size * grad, value, grad
+
+    _, x, p, value, grad = tf.while_loop(
+        cond=lambda i, *_: i < num_steps, body=body,
+        loop_vars=(tf.constant(0, tf.int32), state.position, momentum, state.value, state.grad))
+    return LeapfrogState(x, p - half * grad, value, grad)
+
+
+def mass_tensors(mass, dtype):
+    """`(M, M⁻¹)` as tensors of `dtype` (converted without a float32 detour)."""
+    m = _checks.as_dtype(mass, dtype)
+    return m, 1.0 / m
+
+
 def log_accept_ratio(lp_new, lp_old, v0, v1):
     """H(x, v0) − H(x', v1) for H = −log π + ½|v|², summed in TFP's order: `[chains]`."""
     correction = 0.5 * tf.add_n([tf.reduce_sum(v0**2, -1), -tf.reduce_sum(v1**2, -1)])
@@ -69,7 +92,8 @@ def log_accept_ratio(lp_new, lp_old, v0, v1):
 
 
 class HMC(Kernel):
-    """HMC with identity mass, a fixed number of leapfrog steps, state `[chains, dim]`.
+    """HMC with a diagonal mass matrix (identity by default), a fixed number of leapfrog steps,
+    state `[chains, dim]`.
 
     The random numbers are drawn exactly as `tfp.mcmc.HamiltonianMonteCarlo` draws them (the
     seed splits into a momentum seed and an acceptance seed), so the two kernels give the
@@ -80,19 +104,21 @@ class HMC(Kernel):
       step_size: ε > 0 (scalar, or `[dim]` per coordinate).
       num_leapfrog_steps: L >= 1.
       max_energy_error: energy errors above this count as divergences.
+      mass: the diagonal of the mass matrix M, `[dim]` (or `[chains, dim]` per chain, or a
+        scalar), every element > 0; momentum p ~ N(0, M), kinetic energy ½ pᵀM⁻¹p. `None`
+        (default): M = I, and then the chain is bit-identical to TFP's HMC.
     """
 
     def __init__(self, target_log_prob_fn, step_size, num_leapfrog_steps,
-                 max_energy_error=metropolis.MAX_ENERGY_ERROR, name="hmc"):
+                 max_energy_error=metropolis.MAX_ENERGY_ERROR, name="hmc", mass=None):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
         _checks.positive_float(step_size, "step_size")
         _checks.positive_int(num_leapfrog_steps, "num_leapfrog_steps")
         _checks.positive_float(max_energy_error, "max_energy_error")
+        check_mass(mass, self._dim)
         self._parameters = dict(target_log_prob_fn=target_log_prob_fn, step_size=step_size,
                                 num_leapfrog_steps=num_leapfrog_steps,
-                                max_energy_error=max_energy_error, name=name)
-
-
+                                max_energy_error=max_energy_error, name=name, mass=mass)
 
     def _value_and_grad(self, x):
         return value_and_grad(self._log_prob_fn)(x)
@@ -113,6 +139,7 @@ class HMC(Kernel):
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
         x = check_initial(x, lp, self._dim)
+        check_mass_against_state(self._parameters.get("mass"), x)
         return self._results_type(
             target_log_prob=lp, grad_target_log_prob=grad,
             step_size=_checks.as_dtype(self.step_size, x.dtype),
@@ -123,11 +150,22 @@ class HMC(Kernel):
     def one_step(self, current_state, previous_kernel_results, seed=None):
         x, prev = current_state, previous_kernel_results
         v0, accept_seed = draw_momentum(x, seed)
-        start = LeapfrogState(x, v0, prev.target_log_prob, prev.grad_target_log_prob)
-        end, extras = self._integrate(start, prev.step_size)
-        decision = metropolis.decide(
-            log_accept_ratio(end.value, prev.target_log_prob, v0, end.momentum), accept_seed,
-            end.position, self._parameters["max_energy_error"])
+        mass = self._parameters.get("mass")
+        if mass is None:
+            start = LeapfrogState(x, v0, prev.target_log_prob, prev.grad_target_log_prob)
+            end, extras = self._integrate(start, prev.step_size)
+            lar = log_accept_ratio(end.value, prev.target_log_prob, v0, end.momentum)
+        else:
+            m, m_inv = mass_tensors(mass, x.dtype)
+            p0 = tf.sqrt(m) * v0
+            start = LeapfrogState(x, p0, prev.target_log_prob, prev.grad_target_log_prob)
+            end = mass_leapfrog(start, self._value_and_grad, prev.step_size,
+                                self.num_leapfrog_steps, m_inv)
+            extras = {}
+            kinetic = lambda p: 0.5 * tf.reduce_sum(p * p * m_inv, -1)
+            lar = tf.add_n([end.value, -prev.target_log_prob, kinetic(p0), -kinetic(end.momentum)])
+        decision = metropolis.decide(lar, accept_seed, end.position,
+                                     self._parameters["max_energy_error"])
         new_x, lp, grad = metropolis.choose(
             decision.is_accepted, (end.position, end.value, end.grad),
             (x, prev.target_log_prob, prev.grad_target_log_prob))

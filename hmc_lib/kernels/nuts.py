@@ -31,8 +31,8 @@ import tensorflow_probability as tfp
 from hmc_lib import _checks
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory, value_and_grad
 from hmc_lib.kernels import metropolis
-from hmc_lib.kernels.hmc import check_initial, unpack_target
-from hmc_lib.kernels.base import Kernel
+from hmc_lib.kernels.hmc import check_initial, mass_leapfrog, mass_tensors, unpack_target
+from hmc_lib.kernels.base import Kernel, check_mass, check_mass_against_state
 
 
 class Phase(NamedTuple):
@@ -216,19 +216,22 @@ def check_tree_depth(max_tree_depth):
 
 
 class NUTS(Kernel):
-    """Multinomial NUTS with identity mass, state `[chains, dim]` (see the module docstring).
+    """Multinomial NUTS with a diagonal mass matrix, state `[chains, dim]` (module docstring).
 
     Args:
       target_log_prob_fn: `[chains, dim] -> [chains]`, or a `Target`.
       step_size: ε > 0, a scalar.
       max_tree_depth: at most 2^max_tree_depth − 1 leapfrog steps per transition (<= 16).
       max_energy_error: energy errors above this are divergences.
+      mass: diagonal of the mass matrix M, `[dim]` (or `[chains, dim]`, or a scalar), > 0;
+        momentum p ~ N(0, M), kinetic energy ½ pᵀM⁻¹p, and the no-U-turn criterion uses the
+        velocity M⁻¹p. `None` (default): M = I.
     """
 
     trace_fields = ("tree_depth",)
 
     def __init__(self, target_log_prob_fn, step_size, max_tree_depth=10,
-                 max_energy_error=metropolis.MAX_ENERGY_ERROR, name="nuts"):
+                 max_energy_error=metropolis.MAX_ENERGY_ERROR, name="nuts", mass=None):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
         _checks.positive_float(step_size, "step_size")
         if tf.get_static_value(tf.convert_to_tensor(step_size)) is not None and \
@@ -237,9 +240,10 @@ class NUTS(Kernel):
                              f"{tf.convert_to_tensor(step_size).shape.as_list()}")
         max_tree_depth = check_tree_depth(max_tree_depth)
         _checks.positive_float(max_energy_error, "max_energy_error")
+        check_mass(mass, self._dim)
         self._parameters = dict(target_log_prob_fn=target_log_prob_fn, step_size=step_size,
                                 max_tree_depth=max_tree_depth,
-                                max_energy_error=max_energy_error, name=name)
+                                max_energy_error=max_energy_error, name=name, mass=mass)
 
     def _value_and_grad(self, x):
         return value_and_grad(self._log_prob_fn)(x)
@@ -251,6 +255,7 @@ class NUTS(Kernel):
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
         x = check_initial(x, lp, self._dim)
+        check_mass_against_state(self._parameters.get("mass"), x)
         return NUTSResults(
             target_log_prob=lp, grad_target_log_prob=grad,
             step_size=_checks.as_dtype(self.step_size, x.dtype), is_accepted=tf.zeros_like(lp, tf.bool),
@@ -266,15 +271,36 @@ class NUTS(Kernel):
     def _energy(phase):
         return -phase.value + metropolis.kinetic_energy(phase.momentum[0])
 
+    def _mass_functions(self, dtype):
+        """`(M, step_fn, energy_fn, velocity_fn)` for a diagonal mass matrix."""
+        m, m_inv = mass_tensors(self._parameters["mass"], dtype)
+
+        def step_fn(phase, eps):
+            start = LeapfrogState(phase.position[0], phase.momentum[0], phase.value,
+                                  phase.grad[0])
+            end = mass_leapfrog(start, self._value_and_grad, eps[:, None], 1, m_inv)
+            return Phase((end.position,), (end.momentum,), end.value, (end.grad,))
+
+        def energy_fn(phase):
+            p = phase.momentum[0]
+            return -phase.value + 0.5 * tf.reduce_sum(p * p * m_inv, -1)
+
+        return m, step_fn, energy_fn, lambda mom: (mom[0] * m_inv,)
+
     def one_step(self, current_state, previous_kernel_results, seed=None):
         prev = previous_kernel_results
         seed = tfp.random.sanitize_seed(seed)
         momentum_seed, tree_seed = tfp.random.split_seed(seed)
         x = current_state
         v = tf.random.stateless_normal(tf.shape(x), seed=momentum_seed, dtype=x.dtype)
+        step_fn, energy_fn, velocity_fn = self._step, self._energy, None
+        if self._parameters.get("mass") is not None:
+            m, step_fn, energy_fn, velocity_fn = self._mass_functions(x.dtype)
+            v = tf.sqrt(m) * v
         initial = Phase((x,), (v,), prev.target_log_prob, (prev.grad_target_log_prob,))
-        new, info = nuts_transition(initial, tree_seed, prev.step_size, self._step, self._energy,
-                                    self.max_tree_depth, self._parameters["max_energy_error"])
+        new, info = nuts_transition(initial, tree_seed, prev.step_size, step_fn, energy_fn,
+                                    self.max_tree_depth, self._parameters["max_energy_error"],
+                                    velocity_fn=velocity_fn)
         results = prev._replace(
             target_log_prob=new.value, grad_target_log_prob=new.grad[0],
             is_accepted=info.is_accepted, log_accept_ratio=info.log_accept_ratio,

@@ -20,7 +20,7 @@ from hmc_lib import _checks
 from hmc_lib.pm.integrator import PMState, pm_trajectory
 from hmc_lib.kernels import metropolis
 from hmc_lib.kernels.nuts import Phase, check_tree_depth, nuts_transition
-from hmc_lib.kernels.base import Kernel
+from hmc_lib.kernels.base import Kernel, check_mass, check_mass_against_state
 
 
 class PMResults(NamedTuple):
@@ -56,7 +56,7 @@ class _PMBase(Kernel):
             if not hasattr(target, attr):
                 raise TypeError(f"`target` must be a PseudoMarginalTarget (lacks `{attr}`), got {target!r}")
         _checks.positive_float(step_size, "step_size")
-        _checks.positive_float(mass, "mass")
+        check_mass(mass, target.theta_dim)
         _checks.positive_float(max_energy_error, "max_energy_error")
         self._target = target
         self._vg = (target.value_and_grad if use_manual_grad
@@ -84,6 +84,7 @@ class _PMBase(Kernel):
 
     def bootstrap_results(self, init_state):
         theta, u = self._check_state(init_state)
+        check_mass_against_state(self.mass, theta)
         value, g_theta, g_u = self._vg(theta, u)
         if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(value))):
             raise ValueError("`target.log_joint` is not finite at `current_state`")
@@ -118,7 +119,9 @@ class PMHMC(_PMBase):
 
     Args:
       target: a `PseudoMarginalTarget`.
-      step_size: h > 0 (scalar). num_leapfrog_steps: L >= 1. mass: m_ρ > 0 (scalar or `[theta_dim]`).
+      step_size: h > 0 (scalar). num_leapfrog_steps: L >= 1. mass: the diagonal
+        of θ's mass matrix M, > 0: a scalar, `[theta_dim]` or `[chains, theta_dim]`; ρ ~ N(0, M),
+        kinetic energy ½ρᵀM⁻¹ρ (`hmc_lib.warmup` estimates it).
       max_energy_error: energy errors above this are divergences.
       use_manual_grad: use the target's hand-derived gradient where it has one (else autodiff).
     """
@@ -162,7 +165,8 @@ class PMNUTS(_PMBase):
     Args:
       target: a `PseudoMarginalTarget`.
       step_size: h > 0. max_tree_depth: at most 2^max_tree_depth − 1 steps (<= 16).
-      mass: m_ρ. uturn_cap: 50,000 (Chen) or None. max_energy_error, use_manual_grad: as PMHMC.
+      mass: θ's diagonal mass matrix, as PMHMC. uturn_cap: 50,000 (Chen) or None.
+      max_energy_error, use_manual_grad: as PMHMC.
     """
 
     def __init__(self, target, step_size, max_tree_depth=10, mass=1.0, uturn_cap=50000.0,
