@@ -8,6 +8,7 @@ across methods. ESS is ArviZ's (Geyer's initial monotone sequence over all chain
 from typing import NamedTuple
 
 import numpy as np
+from scipy import special
 
 #: trace keys that are not per-step arrays
 _RUN_KEYS = ("seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size",
@@ -204,3 +205,16 @@ def assert_moments(samples, mean, variance, alpha=1e-4):
             f"moments off: max |z| mean {np.max(np.abs(check.z_mean)):.2f}, variance "
             f"{np.max(np.abs(check.z_var)):.2f}, bound {check.bound:.2f} (between-chain s.e.)")
     return check
+
+
+def uniform_scores(samples, to_normal):
+    """Φ(to_normal(x)): uniform on [0, 1] in every coordinate when x follows the target.
+
+    `to_normal` maps draws of the target to N(0, I) (e.g. `targets.analytic.banana_to_normal`).
+    Means and variances of these scores (1/2 and 1/12) test the whole marginal of z, and a
+    chain average of a bounded, symmetric score is close to normal after few draws, so the
+    between-chain t statistics of `check_moments` keep their level even when a chain barely
+    moves (a chain average of z² would then be a skewed χ²₁ draw). Returns a float64 array of
+    the shape of `samples`.
+    """
+    return special.ndtr(to_normal(samples))

@@ -10,6 +10,7 @@ from hmc_lib import diagnostics, integrators, scale, targets
 from hmc_lib.nnghmc.kernel import NNgHMC, RecordingHMC, swap_prior
 from hmc_lib.nnghmc import GradientNet, experiments, fit
 from hmc_lib.nnghmc.schedule import collect_gradients, run_schedule
+from hmc_lib.targets import analytic
 from hmc_lib.targets.regression import logreg_laplace
 
 VAR = np.array([1.0, 4.0, 0.25])
@@ -36,7 +37,7 @@ def test_nnghmc_exact_with_a_wrong_field():
     exact draws, between-chain t statistics of the uniform scores Φ(x/σ) (level 1e-4)."""
     t = _gauss()
     field = _wrong_field(t)
-    run = experiments.exactness_run(t, field, 0.3, 8, experiments.diagonal_to_normal(VAR),
+    run = experiments.exactness_run(t, field, 0.3, 8, analytic.diagonal_to_normal(VAR),
                                     num_results=200, num_chains=128, seed=scale.seed(11))
     assert run.check.passed, run.check
     # the field is wrong enough to cost acceptance, yet the chain moves (each rate is a mean
@@ -52,11 +53,11 @@ def test_nnghmc_exact_with_a_wrong_field():
 def test_moment_check_detects_a_wrong_distribution():
     """The check of `exactness_run` has power: exact draws pass, draws scaled by 1.1 fail."""
     t = _gauss()
-    to_z = experiments.diagonal_to_normal(VAR)
+    to_z = analytic.diagonal_to_normal(VAR)
     x = t.sample(64 * 50, seed=scale.seed(7), dtype=tf.float64).numpy().reshape(50, 64, 3)
     half, twelfth = np.full(3, 0.5), np.full(3, 1.0 / 12.0)
-    assert diagnostics.check_moments(experiments.uniform_scores(x, to_z), half, twelfth).passed
-    bad = experiments.uniform_scores(1.1 * x, to_z)
+    assert diagnostics.check_moments(diagnostics.uniform_scores(x, to_z), half, twelfth).passed
+    bad = diagnostics.uniform_scores(1.1 * x, to_z)
     assert not diagnostics.check_moments(bad, half, twelfth).passed
 
 
@@ -64,7 +65,7 @@ def test_moment_check_detects_a_wrong_distribution():
 def test_banana_to_normal_whitens_exact_draws():
     banana = targets.get("banana")
     x = banana.sample(64 * 50, seed=scale.seed(8), dtype=tf.float64).numpy()
-    z = experiments.banana_to_normal(x).reshape(50, 64, 2)
+    z = analytic.banana_to_normal(x).reshape(50, 64, 2)
     diagnostics.assert_moments(z, np.zeros(2), np.ones(2))
 
 

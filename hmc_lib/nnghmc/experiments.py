@@ -8,7 +8,8 @@ and the benchmark run the same experiments. Numbers in `PAPER` are typed from Li
 - `logreg_seeds`: the logistic-regression comparison once per training seed; `spread`: median
   and range over seeds;
 - `exactness_run`: NNgHMC with a given (imperfect) field from many exact draws, with the
-  between-chain moment check of its uniform scores (`banana_to_normal`, `diagonal_to_normal`);
+  between-chain moment check of its uniform scores (`diagnostics.uniform_scores` of a map to
+  N(0, I) such as `targets.analytic.banana_to_normal` or `diagonal_to_normal`);
 - `mean_agreement`: two runs' posterior means agree within between-chain error
   (`laplace_starts` gives near-stationary starts for the logistic regression).
 """
@@ -17,11 +18,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from scipy import special
 
 from hmc_lib import diagnostics, scale as scale_mod, targets
 from hmc_lib.nnghmc.kernel import NNgHMC
 from hmc_lib.nnghmc.schedule import compare
+from hmc_lib.diagnostics import uniform_scores
 from hmc_lib.sampling import sample
 from hmc_lib.targets.regression import logreg_laplace
 
@@ -160,34 +161,6 @@ def spread(values):
 
 
 # --- Exactness and agreement checks that a short run settles on any machine --------------
-
-def banana_to_normal(x, a=1.0, b=0.1, c=1.0):
-    """The map that takes the banana (`targets.get("banana", a=, b=, c=)`) to N(0, I).
-
-    z1 = a x1 / 10 and z2 = c x2 + b (a x1)² − 100 b are independent standard normals when x
-    follows the banana. `x`: `[..., 2]` array; returns a float64 array of the same shape.
-    """
-    x = np.asarray(x, np.float64)
-    ax1 = a * x[..., 0]
-    return np.stack([ax1 / 10.0, c * x[..., 1] + b * ax1**2 - 100.0 * b], -1)
-
-
-def diagonal_to_normal(variance):
-    """The map `x -> x / sqrt(variance)` that takes N(0, diag(variance)) to N(0, I)."""
-    sd = np.sqrt(np.asarray(variance, np.float64))
-    return lambda x: np.asarray(x, np.float64) / sd
-
-
-def uniform_scores(samples, to_normal):
-    """Φ(to_normal(x)): uniform on [0, 1] in every coordinate when x follows the target.
-
-    Means and variances of these scores (1/2 and 1/12) test the whole marginal of z, and a
-    chain average of a bounded, symmetric score is close to normal after few draws, so the
-    between-chain t statistics of `diagnostics.check_moments` keep their level even when a
-    chain barely moves (a chain average of z² would then be a skewed χ²₁ draw).
-    """
-    return special.ndtr(to_normal(samples))
-
 
 class Exactness(NamedTuple):
     """Output of `exactness_run`: `samples` `[draws, chains, dim]`, `acceptance`, and

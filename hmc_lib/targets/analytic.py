@@ -195,6 +195,23 @@ def banana(a=1.0, b=0.1, c=1.0):
                   sample_fn=sample_fn, grad_fn=grad_fn)
 
 
+def banana_to_normal(x, a=1.0, b=0.1, c=1.0):
+    """The map that takes the banana (`banana(a, b, c)`) to N(0, I).
+
+    z1 = a x1 / 10 and z2 = c x2 + b (a x1)² − 100 b are independent standard normals when x
+    follows the banana. `x`: `[..., 2]` array; returns a float64 array of the same shape.
+    """
+    x = np.asarray(x, np.float64)
+    ax1 = a * x[..., 0]
+    return np.stack([ax1 / 10.0, c * x[..., 1] + b * ax1**2 - 100.0 * b], -1)
+
+
+def diagonal_to_normal(variance):
+    """The map `x -> x / sqrt(variance)` that takes N(0, diag(variance)) to N(0, I)."""
+    sd = np.sqrt(np.asarray(variance, np.float64))
+    return lambda x: np.asarray(x, np.float64) / sd
+
+
 FACTORIES = {
     "gaussian": gaussian,
     "icg50": icg50,
