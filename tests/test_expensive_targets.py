@@ -135,3 +135,17 @@ def test_gp_off_the_box_is_minus_infinity_with_a_finite_gradient():
     far = tf.constant([[13.0, 0.0, 0.0], [0.0, 0.0, -40.0]], tf.float32)
     assert np.all(t.log_prob(far).numpy() == -np.inf)
     assert np.all(np.isfinite(t.grad_log_prob(far).numpy()))
+
+
+def test_logreg_with_laplace_prior():
+    t = targets.get("logreg", num_data=200, num_features=3, seed=1, prior="laplace",
+                    prior_variance=2.0)
+    b = np.array([[0.3, -0.2, 0.5], [1.0, 0.4, -0.7]])
+    x, y = t.data
+    z = b @ x.T
+    ref = (y * z - np.logaddexp(0, z)).sum(1) - np.abs(b).sum(1) / 1.0
+    np.testing.assert_allclose(t.log_prob(tf.constant(b)).numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(t.grad_log_prob(tf.constant(b)), t.autodiff_grad_log_prob(
+        tf.constant(b)), rtol=1e-10)
+    with pytest.raises(ValueError, match="prior"):
+        targets.get("logreg", prior="cauchy")
