@@ -65,7 +65,9 @@ def settings(scale):
     `burnin` (the paper: draws 1000–2000 for GARCH, the first 1000 for GP). Table 4: the
     paper's grid at paper scale, reduced below. Table 3: Cover-Type-shaped simulated data,
     fewer rows below paper scale. Table 5: the three shapes divided by `shrink` below paper
-    scale.
+    scale. At ci scale (the chapter in under 2 minutes, mostly XLA compilation): one network
+    fit per schedule (`fits`), Table 4 on d = 10, 40 × n = 250, two SGHMC step sizes, Table 5
+    on one shape and the 10 % fraction.
     """
     p = lambda **kw: scale_mod.pick(scale=scale, **kw)
     return dict(
@@ -74,18 +76,18 @@ def settings(scale):
                    burnin=p(ci=50, book=200, paper=1000), collect=p(ci=100, book=400, paper=1000),
                    net=dict(hidden=50, epochs=p(ci=20, book=50, paper=50), batch_size=64,
                             learning_rate=1e-2),
-                   seeds=p(ci=1, book=3, paper=3), jit_compile=True),
+                   seeds=p(ci=1, book=3, paper=3), jit_compile=True, fits=p(ci=1, book=2, paper=2)),
         gp_matern=dict(target=dict(num_data=p(ci=100, book=250, paper=500)), step_size=0.05,
                        L=20, chains=4, num_results=p(ci=100, book=600, paper=10000),
                        burnin=p(ci=30, book=100, paper=200),
                        collect=p(ci=60, book=200, paper=1000),
                        net=dict(hidden=100, epochs=p(ci=30, book=100, paper=100), batch_size=64,
                                 learning_rate=1e-2),
-                       seeds=p(ci=1, book=3, paper=3),
+                       seeds=p(ci=1, book=3, paper=3), fits=p(ci=1, book=2, paper=2),
                        # XLA's Cholesky on CPU ran 4× slower than LAPACK's at n = 500
                        jit_compile=False),
-        surrogate=dict(dims=p(ci=[10, 20], book=[10, 20, 40], paper=[10, 20, 40]),
-                       sizes=p(ci=[250, 500], book=[500, 1000], paper=[500, 1000, 2000]),
+        surrogate=dict(dims=p(ci=[10, 40], book=[10, 20, 40], paper=[10, 20, 40]),
+                       sizes=p(ci=[250], book=[500, 1000], paper=[500, 1000, 2000]),
                        step_size=0.3, L=10, chains=8, draws=p(ci=60, book=300, paper=1000),
                        net=dict(hidden=100, epochs=10, batch_size=32, learning_rate=1e-3)),
         cover_type=dict(num_data=p(ci=2000, book=20000, paper=COVER_TYPE_SHAPE[0]),
@@ -96,9 +98,14 @@ def settings(scale):
                         collect=p(ci=100, book=100, paper=200),
                         net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                                  linear=True),
+                        fits=p(ci=1, book=2, paper=2),
                         sghmc=dict(batch_size=p(ci=200, book=1000, paper=5000),
-                                   step_factors=(1.0, 0.3, 0.1), friction=1.0)),
-        table5=dict(shrink=p(ci=40, book=10, paper=1), fractions=(0.10, 0.15, 0.20),
+                                   step_factors=p(ci=(1.0, 0.1), book=(1.0, 0.3, 0.1),
+                                                  paper=(1.0, 0.3, 0.1)), friction=1.0)),
+        table5=dict(shrink=p(ci=40, book=10, paper=1), fits=1,
+                    fractions=p(ci=(0.10,), book=(0.10, 0.15, 0.20), paper=(0.10, 0.15, 0.20)),
+                    names=p(ci=("online_news",), book=("online_news", "census", "dota2"),
+                            paper=("online_news", "census", "dota2")),
                     num_results=p(ci=100, book=1000, paper=10000), L=20, chains=4, burnin=50,
                     net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                              linear=True)),
@@ -143,7 +150,7 @@ def schedule_table(target, name, cfg, seed, criterion="ess_per_second", collect=
     h, n, (hs, _), res = compare(
         target, x0, cfg["step_size"], cfg["L"], cfg["num_results"],
         num_burnin_steps=cfg["burnin"], seed=int(seed), collect_until=cfg["burnin"] + collect,
-        retrain_every=max(2, collect // 2), probe_steps=20, tolerance=0.15,
+        retrain_every=max(2, collect // cfg.get("fits", 2)), probe_steps=20, tolerance=0.15,
         net_kwargs=cfg["net"], jit_compile=cfg.get("jit_compile", True), criterion=criterion)
     rows = [_row("HMC", h, h["total_seconds"], 0.0, dict(seed=int(seed))),
             _row("NNgHMC", n, n["total_seconds"], n["train_seconds"],
