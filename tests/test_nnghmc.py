@@ -287,6 +287,7 @@ def test_top_level_name():
     assert hmc_lib.NNgHMC is NNgHMC
 
 
+@pytest.mark.statistical
 def test_schedule_ess_per_second_criterion_charges_training():
     """criterion="ess_per_second": a perfect field with a huge training bill never pays off
     (the projected NNgHMC rate is divided by the 1e9 charged seconds); the same field free

@@ -89,7 +89,9 @@ def settings(scale):
         surrogate=dict(dims=p(ci=[10, 40], book=[10, 20, 40], paper=[10, 20, 40]),
                        sizes=p(ci=[250], book=[500, 1000], paper=[500, 1000, 2000]),
                        step_size=0.3, L=10, chains=8, draws=p(ci=60, book=300, paper=1000),
-                       net=dict(hidden=100, epochs=10, batch_size=32, learning_rate=1e-3)),
+                       # the paper's 100 hidden units and 10 epochs; its batch size and
+                       # learning rate are not given
+                       net=dict(hidden=100, epochs=10, batch_size=16, learning_rate=1e-2)),
         cover_type=dict(num_data=p(ci=2000, book=20000, paper=COVER_TYPE_SHAPE[0]),
                         num_features=COVER_TYPE_SHAPE[1], step_size=p(ci=0.01, book=0.003,
                                                                       paper=0.002),
@@ -99,9 +101,14 @@ def settings(scale):
                         net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                                  linear=True),
                         fits=p(ci=1, book=2, paper=2),
+                        # SGHMC without MH: batches of `batch_size`, ε × `step_factors`; with
+                        # MH (the paper: batch 5000, L = 10, ε = 0.001 = half HMC's):
+                        # `mh_batch_size`, `mh_L`, ε × `mh_step_factor`
                         sghmc=dict(batch_size=p(ci=200, book=1000, paper=5000),
                                    step_factors=p(ci=(1.0, 0.1), book=(1.0, 0.3, 0.1),
-                                                  paper=(1.0, 0.3, 0.1)), friction=1.0)),
+                                                  paper=(1.0, 0.3, 0.1)), friction=1.0,
+                                   mh_batch_size=p(ci=1000, book=5000, paper=5000), mh_L=10,
+                                   mh_step_factor=0.5)),
         table5=dict(shrink=p(ci=40, book=10, paper=1), fits=1,
                     fractions=p(ci=(0.10,), book=(0.10, 0.15, 0.20), paper=(0.10, 0.15, 0.20)),
                     names=p(ci=("online_news",), book=("online_news", "census", "dota2"),
@@ -213,10 +220,12 @@ def sghmc_runs(target, cfg, seed):
         s, tr = sample(kern, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
                        seed=int(seed) + k)
         out[f"SGHMC ε={eps:.2g}"] = (s, diagnostics.summary(s, tr))
-    kern = SGHMC(target, grad, cfg["step_size"], cfg["L"], metropolis=True)
+    eps = cfg["step_size"] * sg["mh_step_factor"]
+    kern = SGHMC(target, logreg_minibatch_grad(target, sg["mh_batch_size"]), eps, sg["mh_L"],
+                 metropolis=True, full_batch=sg["mh_batch_size"] >= target.data[0].shape[0])
     s, tr = sample(kern, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
                    seed=int(seed) + 10)
-    out[f"SGHMC+MH ε={cfg['step_size']:.2g}"] = (s, diagnostics.summary(s, tr))
+    out[f"SGHMC+MH ε={eps:.2g}, L={sg['mh_L']}"] = (s, diagnostics.summary(s, tr))
     return out
 
 
