@@ -73,8 +73,9 @@ class ScheduleResult(NamedTuple):
     grad_fn: the last fitted field (None if none was fitted).
     log: dict — `method` ("nnghmc" or "hmc"), `switched_at` (draw index or None),
       `events` (one dict per fit: `draw`, `num_pairs`, `train_seconds`, `final_loss`,
-      `probe_acceptance`, `hmc_acceptance`, `est_hmc_ess_per_second`,
-      `est_nnghmc_ess_per_second` (training so far charged), `passed`), `criterion`, `histories` (each fit's history),
+      `probe_acceptance`, `hmc_acceptance`, `passed`, and with the "ess_per_second"
+      criterion `est_hmc_ess_per_second`, `est_nnghmc_ess_per_second` (training so far
+      charged)), `criterion`, `histories` (each fit's history),
       `collect_grad_evals` (true gradients spent by HMC from draw 0 to the switch),
       `burnin_seconds`, `collect_seconds`, `train_seconds`, `probe_seconds` (all wall-clock,
       compilation included), `overhead_seconds` (their sum: everything before the final phase).
@@ -159,6 +160,10 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
     _checks.positive_float(min_speedup, "min_speedup")
     if criterion not in ("acceptance", "ess_per_second"):
         raise ValueError(f"`criterion` must be 'acceptance' or 'ess_per_second', got {criterion!r}")
+    if criterion == "ess_per_second" and (probe_steps < 2 or retrain_every < 2
+                                          or collect_until - collect_from < 2):
+        raise ValueError("`criterion='ess_per_second'` needs `probe_steps` >= 2 and "
+                         "`retrain_every` >= 2 (draws to estimate autocorrelations from)")
     if fit_fn is not None and not callable(fit_fn):
         raise TypeError(f"`fit_fn` must be callable, got {fit_fn!r}")
     fit_fn = fit_fn or _default_fit(net_kwargs)
@@ -202,29 +207,29 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
         state = probe["final_state"]    # the probe draws are valid moves of the chain
         hmc_acc = float(np.mean(np.concatenate(accepted)))
         probe_acc = float(np.mean(probe["is_accepted"]))
-        # projected ESS per second (both criteria log it; only one decides)
-        ref = np.concatenate(hmc_draws)
-        ref_var = ref.reshape(-1, ref.shape[-1]).var(0)
-        hmc_rate = nn_rate = float("nan")
-        if len(hmc_draws[-1]) >= 2 and len(probe_samples) >= 2:
+        if criterion == "acceptance":
+            passed = probe_acc >= hmc_acc - tolerance
+            projected = {}
+        else:
+            # projected ESS per second of both samplers (`efficiency_per_draw`)
+            if len(hmc_draws[-1]) < 2 or len(probe_samples) < 2:
+                raise ValueError("`criterion='ess_per_second'` needs `probe_steps` >= 2 and "
+                                 "`retrain_every` >= 2")
+            ref = np.concatenate(hmc_draws)
+            ref_var = ref.reshape(-1, ref.shape[-1]).var(0)
             hmc_rate = (efficiency_per_draw(hmc_draws[-1], ref_var)
                         / max(hmc_draw_seconds[-1], 1e-12))
             probe_sec = probe["seconds"] / int(probe_steps)
             nn_rate = (num_results * efficiency_per_draw(probe_samples, ref_var)
                        / (num_results * probe_sec + log["train_seconds"]))
-        elif criterion == "ess_per_second":
-            raise ValueError("`criterion='ess_per_second'` needs `probe_steps` >= 2 and "
-                             "`retrain_every` >= 2")
-        if criterion == "acceptance":
-            passed = probe_acc >= hmc_acc - tolerance
-        else:
             passed = bool(nn_rate >= min_speedup * hmc_rate)
+            projected = dict(est_hmc_ess_per_second=float(hmc_rate),
+                             est_nnghmc_ess_per_second=float(nn_rate))
         loss = history.get("loss") or [float("nan")]
         log["events"].append(dict(draw=draw, num_pairs=int(sum(len(p) for p in positions)),
                                   train_seconds=float(history["seconds"]), final_loss=float(loss[-1]),
                                   probe_acceptance=probe_acc, hmc_acceptance=hmc_acc,
-                                  est_hmc_ess_per_second=float(hmc_rate),
-                                  est_nnghmc_ess_per_second=float(nn_rate), passed=passed))
+                                  **projected, passed=passed))
         if passed:
             log["switched_at"] = draw
             break
