@@ -14,8 +14,6 @@ seed explicitly (pass it through `hmc_lib.scale.seed`).
 - `cover_type_target`, `table5_target`: simulated data of the real data sets' shapes.
 """
 
-import time
-
 import numpy as np
 import tensorflow as tf
 
@@ -243,7 +241,3 @@ def table5_step_size(target):
     from hmc_lib.targets.regression import logreg_laplace
     _, cov = logreg_laplace(target)
     return float(0.25 * np.sqrt(np.min(np.diag(cov))))
-
-
-def seconds_since(t0):
-    return time.perf_counter() - t0

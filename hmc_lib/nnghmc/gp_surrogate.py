@@ -111,7 +111,6 @@ class GPSurrogate(tf.Module):
             return loss, g
 
         x0 = np.log(init)
-        x0[0] = np.log(init[0])
         res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
                                 bounds=[(-10, 10), (-20, 20), (-25, 10)],
                                 options=dict(maxiter=int(max_iterations)))
