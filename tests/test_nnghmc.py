@@ -286,3 +286,44 @@ def test_bad_input():
 
 def test_top_level_name():
     assert hmc_lib.NNgHMC is NNgHMC
+
+
+@pytest.mark.statistical
+def test_schedule_ess_per_second_criterion_charges_training():
+    """criterion="ess_per_second": a perfect field with a huge training bill never pays off
+    (the projected NNgHMC rate is divided by the 1e9 charged seconds); the same field free
+    of charge passes at once; a useless field (no move) falls back. The default criterion is
+    unchanged (test above)."""
+    t = _gauss()
+    kw = dict(num_results=30, collect_from=10, collect_until=50, retrain_every=20,
+              probe_steps=10, seed=scale.seed(0), jit_compile=False, criterion="ess_per_second")
+    field = lambda seconds: (lambda pos, grads, seed: (t.grad_log_prob, dict(seconds=seconds,
+                                                                              loss=[0.0])))
+    costly = run_schedule(t, tf.zeros([4, 3]), 0.3, 5, fit_fn=field(1e9), **kw)
+    assert costly.log["method"] == "hmc" and not any(e["passed"] for e in costly.log["events"])
+    ev = costly.log["events"][0]
+    assert ev["est_nnghmc_ess_per_second"] < 1e-3 * ev["est_hmc_ess_per_second"]
+    free = run_schedule(t, tf.zeros([4, 3]), 0.3, 5, fit_fn=field(0.0), min_speedup=1e-3, **kw)
+    assert free.log["method"] == "nnghmc" and free.log["switched_at"] == 30
+    assert free.log["criterion"] == "ess_per_second"
+    stuck = lambda pos, grads, seed: (lambda x: 40.0 * x, dict(seconds=0.0, loss=[np.nan]))
+    res = run_schedule(t, tf.zeros([4, 3]), 0.3, 5, fit_fn=stuck, min_speedup=1e-3, **kw)
+    assert res.log["method"] == "hmc"
+    with pytest.raises(ValueError, match="criterion"):
+        run_schedule(t, tf.zeros([4, 3]), 0.3, 5, 10, criterion="speed")
+    with pytest.raises(ValueError, match="min_speedup"):
+        run_schedule(t, tf.zeros([4, 3]), 0.3, 5, 10, min_speedup=0.0)
+
+
+def test_efficiency_per_draw():
+    from hmc_lib.nnghmc.schedule import efficiency_per_draw
+    rng = np.random.default_rng(0)
+    iid = rng.standard_normal((2000, 8, 2))
+    assert abs(efficiency_per_draw(iid, np.ones(2)) - 1.0) < 0.1
+    ar = np.zeros((2000, 8, 2))
+    for k in range(1, 2000):
+        ar[k] = 0.9 * ar[k - 1] + np.sqrt(1 - 0.81) * rng.standard_normal((8, 2))
+    assert abs(efficiency_per_draw(ar, np.ones(2)) - 0.1 / 1.9) < 0.02
+    assert efficiency_per_draw(np.zeros((5, 2, 2)), np.ones(2)) < 1e-3   # a stuck chain
+    with pytest.raises(ValueError, match="samples"):
+        efficiency_per_draw(np.zeros((1, 2, 2)), np.ones(2))

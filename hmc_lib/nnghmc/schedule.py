@@ -4,7 +4,9 @@
 `run_schedule`: HMC to draw a; then, from draw a, collect pairs and refit the network every
 r draws; after each fit, probe a few NNgHMC iterations; once the probe's acceptance is within
 `tolerance` of HMC's, stop collecting and finish the chain with NNgHMC; if that never happens
-by draw b, finish it with HMC (the fall-back). Every phase is an exact π-invariant kernel, so
+by draw b, finish it with HMC (the fall-back). With `criterion="ess_per_second"` the switch
+test is instead what the schedule is for: the probe's estimated ESS per second, with the
+training so far charged to the remaining draws, against HMC's (`efficiency_per_draw`). Every phase is an exact π-invariant kernel, so
 the chain is valid whichever path is taken.
 """
 
@@ -71,7 +73,9 @@ class ScheduleResult(NamedTuple):
     grad_fn: the last fitted field (None if none was fitted).
     log: dict — `method` ("nnghmc" or "hmc"), `switched_at` (draw index or None),
       `events` (one dict per fit: `draw`, `num_pairs`, `train_seconds`, `final_loss`,
-      `probe_acceptance`, `hmc_acceptance`, `passed`), `histories` (each fit's history),
+      `probe_acceptance`, `hmc_acceptance`, `passed`, and with the "ess_per_second"
+      criterion `est_hmc_ess_per_second`, `est_nnghmc_ess_per_second` (training so far
+      charged)), `criterion`, `histories` (each fit's history),
       `collect_grad_evals` (true gradients spent by HMC from draw 0 to the switch),
       `burnin_seconds`, `collect_seconds`, `train_seconds`, `probe_seconds` (all wall-clock,
       compilation included), `overhead_seconds` (their sum: everything before the final phase).
@@ -80,6 +84,27 @@ class ScheduleResult(NamedTuple):
     trace: dict
     grad_fn: Any
     log: dict
+
+
+def efficiency_per_draw(samples, variance, statistic="median"):
+    """Estimated ESS per draw of a short run, from its lag-1 autocorrelation.
+
+    ρ_j = 1 − ESJD_j / (2 Var_j) per coordinate (ESJD_j the mean squared jump of coordinate
+    j, Var_j a reference variance, e.g. of the HMC draws), and ESS/draw ≈ (1 − ρ_j)/(1 + ρ_j)
+    (exact for an AR(1) chain). A few draws per chain settle ρ_j, where an ESS estimate
+    would not. Args: `samples` `[draws >= 2, chains, dim]`; `variance` `[dim]`;
+    `statistic`: "median" or "min" over coordinates. Returns a float.
+    """
+    x = np.asarray(samples, np.float64)
+    if x.ndim != 3 or x.shape[0] < 2:
+        raise ValueError(f"`samples` must be [draws >= 2, chains, dim], got {list(x.shape)}")
+    jump = np.mean(np.diff(x, axis=0) ** 2, axis=(0, 1))
+    rho = np.clip(1.0 - jump / (2.0 * np.maximum(np.asarray(variance, np.float64), 1e-300)),
+                  -0.95, 0.999)
+    eff = (1.0 - rho) / (1.0 + rho)
+    if statistic not in ("median", "min"):
+        raise ValueError(f"`statistic` must be 'median' or 'min', got {statistic!r}")
+    return float(np.median(eff) if statistic == "median" else np.min(eff))
 
 
 def _default_fit(net_kwargs):
@@ -93,7 +118,8 @@ def _default_fit(net_kwargs):
 
 def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, num_results,
                  collect_from=0, collect_until=1000, retrain_every=200, probe_steps=20,
-                 tolerance=0.1, net_kwargs=None, fit_fn=None, seed=0, jit_compile=True):
+                 tolerance=0.1, net_kwargs=None, fit_fn=None, seed=0, jit_compile=True,
+                 criterion="acceptance", min_speedup=1.0):
     """NNgHMC with the paper's training schedule; falls back to HMC if the network never fits.
 
     Args:
@@ -106,7 +132,14 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
       retrain_every (r): draws collected between fits.
       probe_steps: NNgHMC iterations run after each fit to measure its acceptance.
       tolerance: the switch test is `probe acceptance >= HMC acceptance − tolerance`
-        (HMC acceptance over the collected draws).
+        (HMC acceptance over the collected draws), with `criterion="acceptance"`.
+      criterion: "acceptance" (the default, the paper's test) or "ess_per_second": switch when
+        the probe's projected ESS per second over the `num_results` final draws, training
+        seconds so far charged to them, is at least `min_speedup` times HMC's. Both are
+        estimated by `efficiency_per_draw` (median over coordinates, reference variance of the
+        collected HMC draws) and seconds per draw (compilation excluded; HMC's from the
+        recording runs).
+      min_speedup: the ratio the "ess_per_second" test requires (> 0).
       net_kwargs: keyword arguments of `hmc_lib.nnghmc.fit` (hidden, epochs, ...).
       fit_fn: optional `(positions, grads, seed) -> (grad_fn, history)` replacing the default
         trainer (history a dict with `seconds` and `loss`).
@@ -124,11 +157,18 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
     _checks.positive_int(probe_steps, "probe_steps")
     _checks.positive_int(num_results, "num_results")
     _checks.positive_float(tolerance, "tolerance")
+    _checks.positive_float(min_speedup, "min_speedup")
+    if criterion not in ("acceptance", "ess_per_second"):
+        raise ValueError(f"`criterion` must be 'acceptance' or 'ess_per_second', got {criterion!r}")
+    if criterion == "ess_per_second" and (probe_steps < 2 or retrain_every < 2
+                                          or collect_until - collect_from < 2):
+        raise ValueError("`criterion='ess_per_second'` needs `probe_steps` >= 2 and "
+                         "`retrain_every` >= 2 (draws to estimate autocorrelations from)")
     if fit_fn is not None and not callable(fit_fn):
         raise TypeError(f"`fit_fn` must be callable, got {fit_fn!r}")
     fit_fn = fit_fn or _default_fit(net_kwargs)
     seeds = iter(np.random.default_rng(seed).integers(0, 2**31 - 1, size=1000).tolist())
-    log = dict(events=[], histories=[], collect_grad_evals=0, burnin_seconds=0.0,
+    log = dict(events=[], histories=[], collect_grad_evals=0, burnin_seconds=0.0, criterion=criterion,
                collect_seconds=0.0, train_seconds=0.0, probe_seconds=0.0, switched_at=None)
     state, draw = current_state, 0
     hmc_kwargs = dict(step_size=step_size, num_leapfrog_steps=num_leapfrog_steps)
@@ -142,6 +182,7 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
         log["burnin_seconds"] = time.perf_counter() - t0
 
     positions, grads, accepted, grad_fn = [], [], [], None
+    hmc_draws, hmc_draw_seconds = [], []
     while draw < collect_until:
         n = min(int(retrain_every), collect_until - draw)
         col = collect_gradients(target_log_prob_fn, state, num_results=n, seed=next(seeds),
@@ -150,6 +191,8 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
         positions.append(col.positions)
         grads.append(col.grads)
         accepted.append(col.trace["is_accepted"])
+        hmc_draws.append(col.samples)
+        hmc_draw_seconds.append(col.trace["seconds"] / n)
         log["collect_grad_evals"] += col.grad_evals
         log["collect_seconds"] += col.seconds
 
@@ -158,17 +201,35 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
         log["histories"].append(history)
 
         t0 = time.perf_counter()
-        _, probe = sample(NNgHMC(target_log_prob_fn, grad_fn, **hmc_kwargs), int(probe_steps),
+        probe_samples, probe = sample(NNgHMC(target_log_prob_fn, grad_fn, **hmc_kwargs), int(probe_steps),
                           state, seed=next(seeds), jit_compile=jit_compile)
         log["probe_seconds"] += time.perf_counter() - t0
         state = probe["final_state"]    # the probe draws are valid moves of the chain
         hmc_acc = float(np.mean(np.concatenate(accepted)))
         probe_acc = float(np.mean(probe["is_accepted"]))
-        passed = probe_acc >= hmc_acc - tolerance
+        if criterion == "acceptance":
+            passed = probe_acc >= hmc_acc - tolerance
+            projected = {}
+        else:
+            # projected ESS per second of both samplers (`efficiency_per_draw`)
+            if len(hmc_draws[-1]) < 2 or len(probe_samples) < 2:
+                raise ValueError("`criterion='ess_per_second'` needs `probe_steps` >= 2 and "
+                                 "`retrain_every` >= 2")
+            ref = np.concatenate(hmc_draws)
+            ref_var = ref.reshape(-1, ref.shape[-1]).var(0)
+            hmc_rate = (efficiency_per_draw(hmc_draws[-1], ref_var)
+                        / max(hmc_draw_seconds[-1], 1e-12))
+            probe_sec = probe["seconds"] / int(probe_steps)
+            nn_rate = (num_results * efficiency_per_draw(probe_samples, ref_var)
+                       / (num_results * probe_sec + log["train_seconds"]))
+            passed = bool(nn_rate >= min_speedup * hmc_rate)
+            projected = dict(est_hmc_ess_per_second=float(hmc_rate),
+                             est_nnghmc_ess_per_second=float(nn_rate))
         loss = history.get("loss") or [float("nan")]
         log["events"].append(dict(draw=draw, num_pairs=int(sum(len(p) for p in positions)),
                                   train_seconds=float(history["seconds"]), final_loss=float(loss[-1]),
-                                  probe_acceptance=probe_acc, hmc_acceptance=hmc_acc, passed=passed))
+                                  probe_acceptance=probe_acc, hmc_acceptance=hmc_acc,
+                                  **projected, passed=passed))
         if passed:
             log["switched_at"] = draw
             break
@@ -195,12 +256,14 @@ def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, nu
     reports them); `total_grad_evals` = the true gradients spent collecting after burn-in.
     Returns `(hmc_summary, nnghmc_summary, hmc_run, schedule_result)`, the summaries being
     `diagnostics.summary` dicts extended with `total_seconds`, `total_grad_evals`,
-    `ess_per_second_total`, `ess_per_grad_total`, `train_seconds`, `method`.
+    `ess_per_second_total`, `ess_per_grad_total`, `ess_median_per_second_total`,
+    `train_seconds`, `method`. `schedule_kwargs` go to `run_schedule` (`jit_compile` to the
+    HMC run too).
     """
     from hmc_lib import diagnostics
     hmc_samples, hmc_trace = sample(HMC(target_log_prob_fn, step_size, num_leapfrog_steps),
                                     num_results, current_state, num_burnin_steps=num_burnin_steps,
-                                    seed=seed)
+                                    seed=seed, jit_compile=schedule_kwargs.get("jit_compile", True))
     h = diagnostics.summary(hmc_samples, hmc_trace)
     h.update(total_seconds=h["seconds"], total_grad_evals=h["grad_evals"], train_seconds=0.0,
              method="hmc")
@@ -221,6 +284,7 @@ def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, nu
              collect_draws=int(extra_draws))
     for s in (h, n):
         s["ess_per_second_total"] = s["ess_min"] / s["total_seconds"]
+        s["ess_median_per_second_total"] = s["ess_median"] / s["total_seconds"]
         s["ess_per_grad_total"] = (s["ess_min"] / s["total_grad_evals"]
                                    if s["total_grad_evals"] > 0 else float("inf"))
     return h, n, (hmc_samples, hmc_trace), res

@@ -21,8 +21,8 @@ _MODULE_OF = {
     "gaussian": "analytic",
     # regression targets (NNgHMC)
     "logreg": "regression",
-    "garch": "regression",
-    "gp_matern": "regression",
+    "garch": "garch",
+    "gp_matern": "gp",
     # pseudo-marginal targets
     "glmm": "pseudo_marginal",
     "gaussian_random_effects": "pseudo_marginal",

@@ -1,7 +1,8 @@
 """Regression posteriors of the NNgHMC paper (PAPERS.md §2).
 
 `logreg`: Bayesian logistic regression on simulated data, the setting of the paper's Sec. 4.2
-(X of shape 50,000 × 200 at paper scale). GARCH and GP regression come later.
+(X of shape 50,000 × 200 at paper scale), with a Gaussian or (Cover-Type model of the
+paper's Table 3) a Laplace prior. GARCH and GP regression: `garch.py`, `gp.py`.
 """
 
 import numpy as np
@@ -24,8 +25,12 @@ def simulate_logreg_data(num_data, num_features, seed=0):
     return x, y, beta
 
 
-def logreg(num_data=2000, num_features=20, prior_variance=10.0, seed=0, data=None):
+def logreg(num_data=2000, num_features=20, prior_variance=10.0, seed=0, data=None,
+           prior="gaussian"):
     """Posterior of β in y_i ~ Bern(logistic(x_iᵀβ)), β ~ N(0, prior_variance · I).
+
+    With `prior="laplace"`: β_j ~ Laplace(0, b) iid with b = sqrt(prior_variance / 2) (the same
+    variance), log p(β) = −Σ|β_j| / b, gradient −sign(β) / b (the paper's Cover-Type model).
 
     log π(β) = Σ_i [y_i x_iᵀβ − softplus(x_iᵀβ)] − ‖β‖² / (2 prior_variance)  (+ const),
     ∇log π(β) = Xᵀ(y − σ(Xβ)) − β / prior_variance (the analytic gradient).
@@ -42,6 +47,8 @@ def logreg(num_data=2000, num_features=20, prior_variance=10.0, seed=0, data=Non
       `log_likelihood_fn` (each `[..., dim] -> [...]`).
     """
     _checks.positive_float(prior_variance, "prior_variance")
+    if prior not in ("gaussian", "laplace"):
+        raise ValueError(f"`prior` must be 'gaussian' or 'laplace', got {prior!r}")
     if data is None:
         _checks.positive_int(num_data, "num_data")
         _checks.positive_int(num_features, "num_features")
@@ -67,8 +74,17 @@ def logreg(num_data=2000, num_features=20, prior_variance=10.0, seed=0, data=Non
         z = logits(b)
         return tf.reduce_sum(y * z - tf.math.softplus(z), axis=-1)
 
+    laplace_scale = float(np.sqrt(prior_variance / 2.0))
+
     def log_prior_fn(b):
+        if prior == "laplace":
+            return -tf.reduce_sum(tf.abs(b), axis=-1) / laplace_scale
         return -0.5 * tf.reduce_sum(tf.square(b), axis=-1) / prior_variance
+
+    def grad_log_prior(b):
+        if prior == "laplace":
+            return -tf.sign(b) / laplace_scale
+        return -b / prior_variance
 
     def log_prob_fn(b):
         return log_likelihood_fn(b) + log_prior_fn(b)
@@ -76,9 +92,10 @@ def logreg(num_data=2000, num_features=20, prior_variance=10.0, seed=0, data=Non
     def grad_fn(b):
         x, y = tensors[b.dtype]
         resid = y - tf.math.sigmoid(logits(b))            # [..., n]
-        return tf.einsum("...n,nd->...d", resid, x) - b / prior_variance
+        return tf.einsum("...n,nd->...d", resid, x) + grad_log_prior(b)
 
     target = Target(log_prob_fn, dim, name="logreg", grad_fn=grad_fn)
+    target.prior = prior
     target.data = (x_np, y_np)
     target.true_beta = beta
     target.prior_variance = prior_variance
@@ -100,6 +117,8 @@ def logreg_laplace(target, iterations=50, tol=1e-10):
     """
     if not hasattr(target, "data") or not hasattr(target, "prior_variance"):
         raise TypeError(f"`target` must be a `logreg` target, got {target!r}")
+    if getattr(target, "prior", "gaussian") != "gaussian":
+        raise TypeError("`target` must have the Gaussian prior (Newton needs a smooth log π)")
     _checks.positive_int(iterations, "iterations")
     x, y = target.data
     precision = np.eye(x.shape[1]) / target.prior_variance
