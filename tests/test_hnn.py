@@ -342,3 +342,27 @@ def test_hnn_hmc_exact_on_rosenbrock_with_a_wrong_hamiltonian():
     assert 0.05 < float(np.mean(trace["is_accepted"])) < 0.99
     u = experiments.uniform_scores(np.asarray(samples), experiments.rosenbrock3d_to_normal)
     diagnostics.assert_moments(u, np.full(3, 0.5), np.full(3, 1.0 / 12.0))
+
+
+def test_chen_large_step_energy_failure_is_the_leapfrog_stability_limit():
+    """Chen §3.5.2: energy not conserved at h = 0.5. On the 5-d ICG (σ_min = 0.1) the leapfrog
+    is unstable for h > 2σ_min = 0.2 with the *true* gradient too; below it the error is
+    second order. The same holds for an HNN (here the exact one, ExactHamiltonian)."""
+    t = experiments.get("icg5")
+    x0 = t.sample(8, seed=0, dtype=tf.float64)
+    v0 = tf.random.stateless_normal(x0.shape, [0, 7], dtype=tf.float64)
+    h0 = -t.log_prob(x0) + 0.5 * tf.reduce_sum(v0 ** 2, -1)
+
+    def err(h, steps, net=None):
+        if net is None:
+            x1, v1 = hmc_lib.integrators.leapfrog(x0, v0, t.grad_log_prob, h, steps)
+        else:
+            x1, v1 = separable_leapfrog(x0, v0, net, h, steps)
+        return np.abs(-t.log_prob(x1) + 0.5 * tf.reduce_sum(v1 ** 2, -1) - h0).max()
+
+    net = ExactHamiltonian(t)
+    for which in (None, net):
+        assert err(0.5, 4, which) > 1e3                 # beyond the stability limit
+        assert err(0.19, 10, which) < 50                 # just inside it: bounded
+        e1, e2 = err(0.02, 100, which), err(0.01, 200, which)
+        assert 3.0 < e1 / e2 < 5.0                       # second order below it
