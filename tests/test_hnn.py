@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import hmc_lib
 from hmc_lib import diagnostics, scale, targets
-from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, ExactHamiltonian, collect, implicit_leapfrog,
+from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, HNNPMNUTS, ExactHamiltonian, collect, implicit_leapfrog,
                          load, save, separable_leapfrog, train)
 from hmc_lib.hnn import experiments
 
@@ -366,3 +366,124 @@ def test_chen_large_step_energy_failure_is_the_leapfrog_stability_limit():
         assert err(0.19, 10, which) < 50                 # just inside it: bounded
         e1, e2 = err(0.02, 100, which), err(0.01, 200, which)
         assert 3.0 < e1 / e2 < 5.0                       # second order below it
+
+
+# --- HNN-PM-NUTS on a pseudo-marginal target ----------------------------------------------------
+
+class _Marginal:
+    """The exact θ-marginal Hamiltonian of a PM target with `exact_log_likelihood`:
+    Ũ(θ) = −log p(θ) − log p(y | θ) (the HNN a perfect training would give)."""
+    kind = "separable"
+
+    def __init__(self, target):
+        self.dim, self.t = target.theta_dim, target
+
+    def potential(self, q):
+        return -(self.t.log_prior(q) + self.t.exact_log_likelihood(q))
+
+    def hamiltonian(self, q, p):
+        return self.potential(q) + 0.5 * tf.reduce_sum(tf.square(p), -1)
+
+    def field(self, q):
+        with tf.GradientTape() as tape:
+            tape.watch(q)
+            u = self.potential(q)
+        return -tape.gradient(u, q)
+
+    def grads(self, q, p):
+        return -self.field(q), p
+
+
+@pytest.fixture(scope="module")
+def gre():
+    from hmc_lib.targets import pseudo_marginal as pmt
+    return pmt.gaussian_random_effects()
+
+
+def _pm_run(kernel, target, base_seed, num_results, burnin=100, chains=16):
+    s = scale.seed(base_seed)
+    rng = np.random.default_rng(s)
+    theta0 = tf.constant(target.posterior_mean + np.sqrt(target.posterior_variance)
+                         * rng.standard_normal((chains, target.theta_dim)), tf.float32)
+    u0 = tf.random.stateless_normal([chains, *target.u_shape], seed=[s, 1])
+    return hmc_lib.sample(kernel, num_results, [theta0, u0], num_burnin_steps=burnin, seed=s,
+                          keep_fn=lambda x: x[0])
+
+
+class _PMConstantForce(_ConstantForce):
+    dim = 2
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("part", ["hnn_tree", "pm_fallback"])
+def test_hnn_pm_nuts_exact_parts_invariant(gre, part):
+    """The two exact parts of HNN-PM-NUTS, each alone: (hnn_tree) u-refresh + the HNN tree
+    on θ | u, the monitor disabled (Δ_max^hnn huge); (pm_fallback) u-refresh + PM-NUTS with
+    the Δ_max^lf rejection, reached on every transition (a constant-force 'HNN' fires at the
+    first leaf from every state, so the switch does not depend on the state)."""
+    if part == "hnn_tree":
+        kernel = HNNPMNUTS(gre, _Marginal(gre), 0.25, max_tree_depth=6, max_hnn_error=1e12,
+                           u_correlation=0.9)
+    else:
+        kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.25, max_tree_depth=6, cool_down=0,
+                           u_correlation=0.9)
+    samples, trace = _pm_run(kernel, gre, base_seed=41, num_results=300)
+    diagnostics.assert_moments(samples, gre.posterior_mean, gre.posterior_variance)
+    if part == "hnn_tree":
+        assert trace["used_hnn"].all() and np.all(trace["grad_evals"] == 0)
+        assert not trace["lf_rejected"].any()
+    else:
+        assert trace["fell_back"].all() and not trace["used_hnn"].any()
+        assert np.all(trace["grad_evals"] > 0)
+    assert 0.2 < trace["u_accepted"].mean() < 0.95
+
+
+def test_hnn_pm_nuts_lf_threshold_rejects_and_counts(gre):
+    """Δ_max^lf: a PM tree whose energy error exceeds it is a rejected sample, counted. With
+    Δ_max^lf = 1e-6 nearly every PM tree has a leaf above it (a tree that grows past a few
+    leaves all but surely does): those samples are rejected and θ stays where it was."""
+    kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.25, max_tree_depth=6, cool_down=2,
+                       max_lf_error=1e-6)
+    samples, trace = _pm_run(kernel, gre, base_seed=0, num_results=9, burnin=0, chains=4)
+    rej = trace["lf_rejected"]
+    np.testing.assert_array_equal(rej, trace["is_divergent"])
+    assert rej.mean() > 0.5, rej.mean()
+    assert not (trace["is_accepted"] & rej).any()
+    x = np.asarray(samples)
+    moved = np.any(x[1:] != x[:-1], axis=-1)                        # [draws - 1, chains]
+    assert not (moved & rej[1:]).any()
+    # the monitor fired every cool_down + 1 transitions; the cool-down ran PM-NUTS too
+    np.testing.assert_array_equal(trace["fell_back"][:, 0], [True, False, False] * 3)
+    # costs: log p̂ for the u-refresh, the one HNN leaf when the HNN was tried (then it
+    # fired), and one per PM leaf, each of which also costs a gradient
+    pm_leaves = trace["potential_evals"] - 1 - trace["fell_back"].astype(int)
+    assert np.all(pm_leaves >= 1)
+    assert np.all((trace["grad_evals"] >= pm_leaves) & (trace["grad_evals"] <= pm_leaves + 1))
+    # and with the usual Δ_max^lf = 1000 nothing is rejected on a short step
+    kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.05, max_tree_depth=4, cool_down=0)
+    _, trace = _pm_run(kernel, gre, base_seed=0, num_results=5, burnin=0, chains=4)
+    assert not trace["lf_rejected"].any() and trace["is_accepted"].any()
+
+
+def test_collect_pm_records_theta_gradients(gre):
+    from hmc_lib.hnn import collect_pm
+    theta = tf.constant(np.tile(gre.posterior_mean, (3, 1)), tf.float64)
+    u = tf.random.stateless_normal([3, *gre.u_shape], [0, 1], dtype=tf.float64)
+    data = collect_pm(gre, theta, u, 2, 4, 0.1, seed=0)
+    assert data.q.shape == (24, 2) and data.grad_evals == 3 * 2 * 5
+    np.testing.assert_array_equal(data.dh_dp, data.p)
+    assert np.all(np.isfinite(data.dh_dq)) and np.std(data.q[:, 0]) > 0
+
+
+def test_hnn_pm_nuts_bad_input(gre):
+    with pytest.raises(TypeError, match="target"):
+        HNNPMNUTS(_gauss(), _Marginal(gre), 0.1)
+    with pytest.raises(ValueError, match="dim"):
+        HNNPMNUTS(gre, _net("separable", dim=3), 0.1)
+    with pytest.raises(ValueError, match="kind"):
+        HNNPMNUTS(gre, _net("latent", dim=2), 0.1)
+    with pytest.raises(ValueError, match="max_lf_error"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, max_lf_error=0.0)
+    with pytest.raises(ValueError, match="u_correlation"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, u_correlation=1.0)
+    assert hmc_lib.HNNPMNUTS is HNNPMNUTS

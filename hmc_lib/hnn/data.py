@@ -89,3 +89,68 @@ def collect(target, initial, num_trajectories, num_steps, step_size, seed):
     g = np.concatenate(gs).reshape(-1, d).astype(np.float64)
     chains = int(x.shape[0])
     return TrainingData(q, p, -g, p.copy(), chains * int(num_trajectories) * (int(num_steps) + 1))
+
+
+def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
+    """Training data for a θ-only HNN on a pseudo-marginal target (Chen's method 4 data).
+
+    Chained trajectories of the pseudo-marginal Strang integrator (`hmc_lib.integrators.
+    pm_trajectory`, true gradients of log p̂, no Metropolis test, fresh ρ, p ~ N(0, I) per
+    trajectory, u carried along as the dynamics move it). Every step gives one example:
+    q = θ, p = ρ, ∂H/∂θ = −∇_θ[log p(θ) + log p̂(y | θ, u)] (a noisy estimate of
+    −∇_θ log p(θ | y); use a target with many importance draws, Chen: N = 2048), ∂H/∂ρ = ρ.
+
+    Args:
+      target: a `PseudoMarginalTarget`.
+      theta: `[chains, theta_dim]`; u: `[chains, *u_shape]` starting points.
+      num_trajectories, num_steps, step_size: as `collect`.
+      seed: int.
+    Returns:
+      `TrainingData` (float64) with chains·num_trajectories·num_steps points; `grad_evals`
+      counts the gradients of log p̂ spent.
+    """
+    from hmc_lib.integrators import PMState, pm_trajectory
+    _checks.positive_int(num_trajectories, "num_trajectories")
+    _checks.positive_int(num_steps, "num_steps")
+    _checks.positive_float(step_size, "step_size")
+    theta = _checks.floating(theta, "theta")
+    if theta.shape.rank != 2 or theta.shape[-1] != target.theta_dim:
+        raise ValueError(f"`theta` must have shape [chains, {target.theta_dim}], got "
+                         f"{theta.shape.as_list()}")
+    u = tf.convert_to_tensor(u, theta.dtype)
+    if tuple(u.shape[1:]) != tuple(target.u_shape) or u.shape[0] != theta.shape[0]:
+        raise ValueError(f"`u` must have shape [{theta.shape[0]}, "
+                         f"{', '.join(map(str, target.u_shape))}], got {u.shape.as_list()}")
+    h = tf.cast(step_size, theta.dtype)
+    vg = target.value_and_grad
+
+    @tf.function(jit_compile=True)
+    def trajectory(theta, u, rho, p):
+        state = PMState(theta, rho, u, p, *vg(theta, u))
+        qs, ps, gs = [], [], []
+        for _ in range(int(num_steps)):
+            state = pm_trajectory(state, vg, h, 1)
+            qs.append(state.theta)
+            ps.append(state.rho)
+            gs.append(state.grad_theta)
+        return state.theta, state.u, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1)
+
+    seeds = tf.random.experimental.stateless_split(tfp.random.sanitize_seed(int(seed)),
+                                                   2 * int(num_trajectories))
+    qs, ps, gs = [], [], []
+    for k in range(int(num_trajectories)):
+        rho = tf.random.stateless_normal(tf.shape(theta), seed=seeds[2 * k], dtype=theta.dtype)
+        p = tf.random.stateless_normal(tf.shape(u), seed=seeds[2 * k + 1], dtype=theta.dtype)
+        theta, u, q, r, g = trajectory(theta, u, rho, p)
+        ok = np.all(np.isfinite(q.numpy()), axis=(1, 2)) & np.all(np.isfinite(g.numpy()),
+                                                                   axis=(1, 2))
+        qs.append(q.numpy()[ok])
+        ps.append(r.numpy()[ok])
+        gs.append(g.numpy()[ok])
+    d = target.theta_dim
+    q = np.concatenate(qs).reshape(-1, d).astype(np.float64)
+    p = np.concatenate(ps).reshape(-1, d).astype(np.float64)
+    g = np.concatenate(gs).reshape(-1, d).astype(np.float64)
+    chains = int(theta.shape[0])
+    return TrainingData(q, p, -g, p.copy(),
+                        chains * int(num_trajectories) * (int(num_steps) + 1))
