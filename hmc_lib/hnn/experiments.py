@@ -298,3 +298,108 @@ def run_hnn(name, training_seed, seed, scale=None, result=None):
         rows.append(row)
         draws[method] = samples
     return rows, result, draws
+
+
+# --- the GLMM: HNN-PM-NUTS against PM-NUTS (PAPERS.md §3.1-3.4) -----------------------------
+
+def glmm_settings(scale=None):
+    """Run sizes of the GLMM experiment per scale (the data and model of chapter 4; fewer
+    individuals below `paper` so that it fits the chapter's budget)."""
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(
+        num_individuals=pick(40, 200, 500), num_importance=pick(32, 64, 128),
+        data_importance=pick(512, 2048, 2048),         # Chen: N = 2048 for the training data
+        data=dict(chains=8, num_trajectories=pick(10, 30, 60), num_steps=20),
+        data_step_size=0.05,
+        train=dict(num_steps=pick(300, 1500, 5000), batch_size=pick(256, 512, 1000),
+                   hidden=(64, 64), learning_rate=5e-3),
+        training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]),
+        chains=8, num_results=pick(80, 300, 2000), burnin=pick(40, 100, 500),
+        step_size=0.05, max_tree_depth=pick(5, 6, 8), max_hnn_error=10.0, max_lf_error=1000.0,
+        cool_down=20, u_correlation=0.99, data_seed=0,
+    )
+
+
+def glmm_initial_state(target, chains, seed, dtype=tf.float32):
+    """`[theta, u]`: θ near the truth (jitter 0.05), fresh u ~ N(0, I)."""
+    rng = np.random.default_rng(int(seed))
+    theta = target.true_theta[None] + 0.05 * rng.standard_normal((chains, target.theta_dim))
+    u = rng.standard_normal((chains, *target.u_shape))
+    return [tf.constant(theta, dtype), tf.constant(u, dtype)]
+
+
+def train_glmm_hnn(training_seed, scale=None, progress=False):
+    """θ-only separable HNN for the GLMM: `collect_pm` on the same data with
+    `data_importance` draws, Chen's method-4 loss. Returns `(TrainResult, held_out)`."""
+    from hmc_lib.hnn.data import collect_pm
+    from hmc_lib.hnn.train import train
+    from hmc_lib.targets import pseudo_marginal as pmt
+    cfg = glmm_settings(scale)
+    data_target = pmt.glmm(num_individuals=cfg["num_individuals"],
+                           num_importance=cfg["data_importance"],
+                           seed=scale_mod.seed(cfg["data_seed"]))
+    d = cfg["data"]
+    theta, u = glmm_initial_state(data_target, d["chains"], training_seed + 3000, tf.float64)
+    data = collect_pm(data_target, theta, u, d["num_trajectories"], d["num_steps"],
+                      cfg["data_step_size"], seed=training_seed + 4000)
+    train_data, held_out = data.split(0.1, seed=training_seed)
+    tr = cfg["train"]
+    res = train(train_data, kind="separable", hidden=tr["hidden"], num_steps=tr["num_steps"],
+                batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                held_out=held_out, seed=training_seed, progress=progress)
+    return res, held_out
+
+
+def _glmm_row(method, samples, trace, train=None, seed=None):
+    from hmc_lib import diagnostics
+    from hmc_lib.targets import pseudo_marginal as pmt
+    x, _ = pmt.glmm_relabel(np.asarray(samples, np.float64))
+    s = diagnostics.summary(x, trace)
+    grads = float(np.sum(trace["grad_evals"]))
+    pots = float(np.sum(trace["potential_evals"])) if "potential_evals" in trace else grads
+    train_grads = float(train.grad_evals) if train is not None else 0.0
+    total = grads + train_grads
+    flat = x.reshape(-1, x.shape[-1])
+    out = dict(method=method, seed=seed, ess_min=s["ess_min"], ess_median=s["ess_median"],
+               sample_grad_evals=grads, train_grad_evals=train_grads, potential_evals=pots,
+               ess_per_grad=s["ess_min"] / total, ess_per_sample_grad=s["ess_min"] / grads
+               if grads > 0 else float("inf"), ess_per_potential=s["ess_min"] / pots,
+               seconds=s["seconds"], train_seconds=float(train.seconds) if train else 0.0,
+               w1=float(np.mean(1.0 / (1.0 + np.exp(-flat[:, -1])))),
+               mu1=float(np.mean(flat[:, -5])), mu2=float(np.mean(flat[:, -4])))
+    if "fell_back" in trace:
+        out.update(fallback_rate=float(np.mean(trace["fell_back"])),
+                   hnn_fraction=float(np.mean(trace["used_hnn"])),
+                   lf_rejected=float(np.mean(trace["lf_rejected"])),
+                   u_acceptance=float(np.mean(trace["u_accepted"])))
+    return out
+
+
+def run_glmm(training_seeds=None, seed=0, scale=None):
+    """PM-NUTS and HNN-PM-NUTS (one HNN per training seed) on the GLMM from the same start.
+    Returns `(rows, draws)`: rows as `run_hnn`'s plus posterior means of w₁, μ₁, μ₂ (after
+    `glmm_relabel`); draws: method (and seed) -> θ draws `[num_results, chains, 13]`."""
+    from hmc_lib.hnn.pm_kernel import HNNPMNUTS
+    from hmc_lib.pm.kernel import PMNUTS
+    from hmc_lib.sampling import sample
+    from hmc_lib.targets import pseudo_marginal as pmt
+    cfg = glmm_settings(scale)
+    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
+    t = pmt.glmm(num_individuals=cfg["num_individuals"], num_importance=cfg["num_importance"],
+                 seed=scale_mod.seed(cfg["data_seed"]))
+    x0 = glmm_initial_state(t, cfg["chains"], seed)
+    h, depth = cfg["step_size"], cfg["max_tree_depth"]
+    keep = lambda s: s[0]
+    samples, trace = sample(PMNUTS(t, h, max_tree_depth=depth), cfg["num_results"], x0,
+                            num_burnin_steps=cfg["burnin"], seed=seed + 1, keep_fn=keep)
+    rows, draws = [_glmm_row("pm_nuts", samples, trace)], {"pm_nuts": samples}
+    for s in seeds:
+        res, _ = train_glmm_hnn(s, scale)
+        kernel = HNNPMNUTS(t, res.hnn, h, max_tree_depth=depth,
+                           max_hnn_error=cfg["max_hnn_error"], max_lf_error=cfg["max_lf_error"],
+                           cool_down=cfg["cool_down"], u_correlation=cfg["u_correlation"])
+        samples, trace = sample(kernel, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
+                                seed=seed + 1, keep_fn=keep)
+        rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))
+        draws["hnn_pm_nuts", s] = samples
+    return rows, draws
