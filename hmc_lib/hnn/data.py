@@ -20,12 +20,15 @@ from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
 
 class TrainingData(NamedTuple):
     """Numpy arrays `[n, dim]`: `q`, `p`, `dh_dq` (= −∇log π(q)), `dh_dp` (= p).
-    `grad_evals`: true gradients spent collecting them (int)."""
+    `grad_evals`: true gradients spent collecting them (int). `potential`: `[n]`, the true
+    potential −log π(q) (up to a constant) at each point, which the same evaluations give;
+    only Chen's "potential regression" variant uses it (None if not recorded)."""
     q: Any
     p: Any
     dh_dq: Any
     dh_dp: Any
     grad_evals: int
+    potential: Any = None
 
     def split(self, fraction, seed=0):
         """(train, held-out) random split; `fraction` of the points are held out."""
@@ -33,7 +36,8 @@ class TrainingData(NamedTuple):
         idx = np.random.default_rng(seed).permutation(n)
         k = int(round(fraction * n))
         pick = lambda ix: TrainingData(self.q[ix], self.p[ix], self.dh_dq[ix], self.dh_dp[ix],
-                                       self.grad_evals)
+                                       self.grad_evals,
+                                       None if self.potential is None else self.potential[ix])
         return pick(idx[k:]), pick(idx[:k])
 
 
@@ -64,31 +68,36 @@ def collect(target, initial, num_trajectories, num_steps, step_size, seed):
     def trajectory(x, v):
         lp, g = vg(x)
         state = LeapfrogState(x, v, lp, g)
-        qs, ps, gs = [], [], []
+        qs, ps, gs, vs = [], [], [], []
         for _ in range(int(num_steps)):       # short: unrolled, one point per step
             state = leapfrog_trajectory(state, vg, eps, 1)
             qs.append(state.position)
             ps.append(state.momentum)
             gs.append(state.grad)
-        return state.position, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1)
+            vs.append(state.value)
+        return (state.position, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1),
+                tf.stack(vs, 1))
 
     seeds = tf.random.experimental.stateless_split(tfp.random.sanitize_seed(int(seed)),
                                                    int(num_trajectories))
-    qs, ps, gs = [], [], []
+    qs, ps, gs, vs = [], [], [], []
     for k in range(int(num_trajectories)):
         v = tf.random.stateless_normal(tf.shape(x), seed=seeds[k], dtype=x.dtype)
-        x, q, p, g = trajectory(x, v)
+        x, q, p, g, val = trajectory(x, v)
         ok = np.all(np.isfinite(q.numpy()), axis=(1, 2)) & np.all(np.isfinite(g.numpy()),
                                                                    axis=(1, 2))
         qs.append(q.numpy()[ok])
         ps.append(p.numpy()[ok])
         gs.append(g.numpy()[ok])
+        vs.append(val.numpy()[ok])
     d = target.dim
     q = np.concatenate(qs).reshape(-1, d).astype(np.float64)
     p = np.concatenate(ps).reshape(-1, d).astype(np.float64)
     g = np.concatenate(gs).reshape(-1, d).astype(np.float64)
+    pot = -np.concatenate(vs).reshape(-1).astype(np.float64)
     chains = int(x.shape[0])
-    return TrainingData(q, p, -g, p.copy(), chains * int(num_trajectories) * (int(num_steps) + 1))
+    return TrainingData(q, p, -g, p.copy(), chains * int(num_trajectories) * (int(num_steps) + 1),
+                        pot)
 
 
 def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):

@@ -403,3 +403,55 @@ def run_glmm(training_seeds=None, seed=0, scale=None):
         rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))
         draws["hnn_pm_nuts", s] = samples
     return rows, draws
+
+
+# --- Chen's HNN variants (PAPERS.md §3.3) -------------------------------------------------------
+
+#: the variants compared: (label, kind, loss). Chen's "method 4" is the separable HNN fitted to
+#: ∂H/∂q; his "full-state HNN" is a network of (q, p) fitted to both partials (our latent
+#: kind); his "θ-only potential" fits Ũ(q) to the potential's values.
+VARIANTS = (("method 4: separable, gradient loss", "separable", "gradient"),
+            ("full-state HNN (latent), gradient loss", "latent", "gradient"),
+            ("θ-only potential, value regression", "separable", "potential"))
+
+
+def gradient_error(hnn, held_out):
+    """Median relative error of ∂H̃/∂q against the true ∂H/∂q on held-out points, and (for
+    the latent kind) of ∂H̃/∂p against p: `(err_q, err_p)` (err_p = 0 for separable)."""
+    q = tf.constant(held_out.q, hnn.dtype if hasattr(hnn, "dtype") else tf.float32)
+    p = tf.constant(held_out.p, q.dtype)
+    gq, gp = hnn.grads(q, p)
+    rel = lambda a, b: float(np.median(np.linalg.norm(np.asarray(a, np.float64) - b, axis=-1)
+                                       / np.maximum(np.linalg.norm(b, axis=-1), 1e-12)))
+    return rel(gq, held_out.dh_dq), rel(gp, held_out.dh_dp)
+
+
+def compare_variants(name, training_seeds=None, scale=None):
+    """Trains each of `VARIANTS` on the same data per training seed (target `name`, sizes of
+    `settings`); returns `(rows, histories)`: rows with the held-out gradient errors, training
+    seconds and the loss's relative drop; histories: (label, seed) -> the `train` history."""
+    from hmc_lib.hnn.data import collect
+    from hmc_lib.hnn.train import train
+    cfg = settings(scale)
+    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
+    t = get(name)
+    d = {**cfg["data"], **cfg["data_by_target"].get(name, {})}
+    tr = {**cfg["train"], **cfg["train_by_target"].get(name, {})}
+    rows, histories = [], {}
+    for s in seeds:
+        x0 = initial_state(t, d["chains"], s + 1000, tf.float64)
+        data = collect(t, x0, d["num_trajectories"], d["num_steps"],
+                       cfg["data_step_size"][name], seed=s + 2000)
+        train_data, held_out = data.split(0.1, seed=s)
+        for label, kind, loss in VARIANTS:
+            res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
+                        batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                        held_out=held_out, seed=s, progress=False, loss=loss,
+                        activation="tanh" if kind == "separable" else "sin")
+            err_q, err_p = gradient_error(res.hnn, held_out)
+            h = res.history
+            rows.append(dict(variant=label, seed=s, target=name, grad_error_q=err_q,
+                             grad_error_p=err_p, train_seconds=res.seconds,
+                             loss_drop=float(h["eval_loss"][-1] / h["eval_loss"][0])))
+            histories[label, s] = h
+    return rows, histories
