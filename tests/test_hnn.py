@@ -487,3 +487,26 @@ def test_hnn_pm_nuts_bad_input(gre):
     with pytest.raises(ValueError, match="u_correlation"):
         HNNPMNUTS(gre, _Marginal(gre), 0.1, u_correlation=1.0)
     assert hmc_lib.HNNPMNUTS is HNNPMNUTS
+
+
+# --- Chen's variants ------------------------------------------------------------------------------
+
+def test_collect_records_the_potential_and_potential_regression_trains():
+    t = experiments.get("icg5")
+    data = collect(t, t.sample(8, 2, tf.float64), num_trajectories=10, num_steps=20,
+                   step_size=0.02, seed=4)
+    # the potential −log π(q) at every point (ICG5: ½ Σ q²/σ², no constant)
+    np.testing.assert_allclose(data.potential,
+                               0.5 * np.sum(data.q ** 2 / experiments.ICG5_VARIANCES, -1),
+                               rtol=1e-10)
+    train_data, held_out = data.split(0.2, seed=0)
+    assert held_out.potential.shape == (held_out.q.shape[0],)
+    res = train(train_data, kind="separable", hidden=(32, 32), num_steps=300, batch_size=256,
+                held_out=held_out, progress=False, seed=0, loss="potential")
+    assert res.history["eval_loss"][-1] < res.history["eval_loss"][0] / 2
+    err_q, err_p = experiments.gradient_error(res.hnn, held_out)
+    assert err_q < 0.5 and err_p < 1e-6
+    with pytest.raises(ValueError, match="loss"):
+        train(train_data, loss="trajectory", progress=False, num_steps=1)
+    with pytest.raises(ValueError, match="potential"):
+        train(train_data, kind="latent", loss="potential", progress=False, num_steps=1)
