@@ -513,3 +513,27 @@ def test_collect_records_the_potential_and_potential_regression_trains():
         train(train_data, loss="trajectory", progress=False, num_steps=1)
     with pytest.raises(ValueError, match="potential"):
         train(train_data, kind="latent", loss="potential", progress=False, num_steps=1)
+
+
+# --- Chen §8.2: the data-conditioned HNN ----------------------------------------------------------
+
+def test_conditional_hnn_binds_to_a_data_set_and_trains():
+    from hmc_lib.hnn import conditional as cond
+    sets = cond.simulate_sets(3, seed=0)
+    s = cond.summary(sets[0].data["y"])
+    assert s.shape == (3,) and s[1] >= s[0] ** 2       # mean y² >= (mean y)²
+    data = cond.collect_sets(sets, 100, seed=1)
+    assert data.q.shape == (300, 2) and data.s.shape == (300, 3) and data.grad_evals == 300
+    res = cond.train_conditional(data, hidden=(32, 32), num_steps=600, batch_size=128, seed=0)
+    assert res.loss[-20:].mean() < res.loss[:20].mean() / 2.5
+    bound = res.net.bind(s)
+    # the bound network is a separable HNN: usable by the kernels, field = −∇Ũ
+    q = tf.constant(data.q[:5], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(q)
+        u = bound.potential(q)
+    np.testing.assert_allclose(bound.field(q), -tape.gradient(u, q), rtol=1e-5, atol=1e-6)
+    HNNPMNUTS(sets[0], bound, 0.1)                         # accepted by the PM kernel
+    assert cond.field_error(bound, data.q[:100], data.dh_dq[:100]) < 1.0
+    with pytest.raises(ValueError, match="y"):
+        cond.summary(np.zeros(5))
