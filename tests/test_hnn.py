@@ -8,7 +8,8 @@ import tensorflow as tf
 
 import hmc_lib
 from hmc_lib import diagnostics, scale, targets
-from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, HNNPMNUTS, ExactHamiltonian, collect, implicit_leapfrog,
+from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, HNNPMNUTS, ExactHamiltonian, collect,
+                         implicit_leapfrog,
                          load, save, separable_leapfrog, train)
 from hmc_lib.hnn import experiments
 
