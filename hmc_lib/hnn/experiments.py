@@ -1,5 +1,7 @@
 """Dhulipala et al.'s targets, the run sizes of chapter 7 and its benchmark, and the
-published numbers (PAPERS.md §3.4).
+published numbers (PAPERS.md §3.4); also the chapter's other experiments: `run_glmm`
+(HNN-PM-NUTS against PM-NUTS on the GLMM), `compare_variants` (Chen's HNN variants) and
+`run_conditional` (Chen's §8.2 data-conditioned HNN).
 
 The targets are defined here, with the method, for now (not in `hmc_lib.targets`):
 
