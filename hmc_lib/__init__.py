@@ -24,6 +24,7 @@ _LAZY = {
     "PMNUTS": "hmc_lib.pm",
     "HNNHMC": "hmc_lib.hnn",
     "HNNNUTS": "hmc_lib.hnn",
+    "HNNPMNUTS": "hmc_lib.hnn",
     "warmup": "hmc_lib.kernels.warmup",
 }
 

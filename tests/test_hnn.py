@@ -8,7 +8,8 @@ import tensorflow as tf
 
 import hmc_lib
 from hmc_lib import diagnostics, scale, targets
-from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, ExactHamiltonian, collect, implicit_leapfrog,
+from hmc_lib.hnn import (HNN, HNNHMC, HNNNUTS, HNNPMNUTS, ExactHamiltonian, collect,
+                         implicit_leapfrog,
                          load, save, separable_leapfrog, train)
 from hmc_lib.hnn import experiments
 
@@ -297,3 +298,243 @@ def test_bad_input():
 
 def test_top_level_names():
     assert hmc_lib.HNNHMC is HNNHMC and hmc_lib.HNNNUTS is HNNNUTS
+
+
+# --- the 3-d Rosenbrock target ----------------------------------------------------------------
+
+def test_rosenbrock_factorisation_matches_its_density():
+    """log π = log p(x₁) + log N(x₂; m(x₁), 1/10.1) + log N(x₃; x₂², 1/10) + const."""
+    t = experiments.get("rosenbrock3d")
+    x = np.random.default_rng(0).normal(size=(50, 3)) * [1.5, 2.0, 4.0]
+    lp = t.log_prob(tf.constant(x, tf.float64)).numpy()
+    x1, x2, x3 = x.T
+    m = (10 * x1 ** 2 + 0.1) / 10.1
+    parts = (-(1 - x1) ** 2 / 20 - (x1 ** 2 - 1) ** 2 / 20.2
+             - 0.5 * 10.1 * (x2 - m) ** 2 - 0.5 * 10.0 * (x3 - x2 ** 2) ** 2)
+    diff = lp - parts
+    np.testing.assert_allclose(diff, diff[0], rtol=0, atol=1e-9)
+    # the Rosenblatt map: z₂, z₃ are the standardised conditionals
+    z = experiments.rosenbrock3d_to_normal(x)
+    np.testing.assert_allclose(z[:, 2], (x3 - x2 ** 2) * np.sqrt(10.0), rtol=1e-12)
+
+
+@pytest.mark.statistical
+def test_rosenbrock_exact_draws_match_quadrature_moments():
+    t = experiments.get("rosenbrock3d")
+    n = 200_000
+    x = t.sample(n, seed=scale.seed(31), dtype=tf.float64).numpy()
+    # z statistics of the means (all three) and variances (x₁, x₂); Bonferroni over 5 at 1e-4
+    from scipy import stats
+    bound = stats.norm.ppf(1 - 1e-4 / 10)
+    z_mean = (x.mean(0) - t.mean) / (x.std(0) / np.sqrt(n))
+    sq = (x[:, :2] - t.mean[:2]) ** 2
+    z_var = (sq.mean(0) - t.variance[:2]) / (sq.std(0) / np.sqrt(n))
+    assert np.all(np.abs(z_mean) < bound) and np.all(np.abs(z_var) < bound), (z_mean, z_var)
+
+
+@pytest.mark.statistical
+def test_hnn_hmc_exact_on_rosenbrock_with_a_wrong_hamiltonian():
+    """HNN-HMC with a 20 %-wrong potential, from 64 exact draws: the uniform scores of the
+    Rosenblatt map keep mean 1/2 and variance 1/12 (between-chain t statistics, level 1e-4)."""
+    t = experiments.get("rosenbrock3d")
+    kernel = HNNHMC(t, ExactHamiltonian(t, scale=0.8), step_size=0.04, num_leapfrog_steps=10)
+    x0 = t.sample(64, seed=scale.seed(32), dtype=tf.float64)
+    samples, trace = hmc_lib.sample(kernel, 200, x0, seed=scale.seed(33))
+    assert 0.05 < float(np.mean(trace["is_accepted"])) < 0.99
+    u = experiments.uniform_scores(np.asarray(samples), experiments.rosenbrock3d_to_normal)
+    diagnostics.assert_moments(u, np.full(3, 0.5), np.full(3, 1.0 / 12.0))
+
+
+def test_chen_large_step_energy_failure_is_the_leapfrog_stability_limit():
+    """Chen §3.5.2: energy not conserved at h = 0.5. On the 5-d ICG (σ_min = 0.1) the leapfrog
+    is unstable for h > 2σ_min = 0.2 with the *true* gradient too; below it the error is
+    second order. The same holds for an HNN (here the exact one, ExactHamiltonian)."""
+    t = experiments.get("icg5")
+    x0 = t.sample(8, seed=0, dtype=tf.float64)
+    v0 = tf.random.stateless_normal(x0.shape, [0, 7], dtype=tf.float64)
+    h0 = -t.log_prob(x0) + 0.5 * tf.reduce_sum(v0 ** 2, -1)
+
+    def err(h, steps, net=None):
+        if net is None:
+            x1, v1 = hmc_lib.integrators.leapfrog(x0, v0, t.grad_log_prob, h, steps)
+        else:
+            x1, v1 = separable_leapfrog(x0, v0, net, h, steps)
+        return np.abs(-t.log_prob(x1) + 0.5 * tf.reduce_sum(v1 ** 2, -1) - h0).max()
+
+    net = ExactHamiltonian(t)
+    for which in (None, net):
+        assert err(0.5, 4, which) > 1e3                 # beyond the stability limit
+        assert err(0.19, 10, which) < 50                 # just inside it: bounded
+        e1, e2 = err(0.02, 100, which), err(0.01, 200, which)
+        assert 3.0 < e1 / e2 < 5.0                       # second order below it
+
+
+# --- HNN-PM-NUTS on a pseudo-marginal target ----------------------------------------------------
+
+class _Marginal:
+    """The exact θ-marginal Hamiltonian of a PM target with `exact_log_likelihood`:
+    Ũ(θ) = −log p(θ) − log p(y | θ) (the HNN a perfect training would give)."""
+    kind = "separable"
+
+    def __init__(self, target):
+        self.dim, self.t = target.theta_dim, target
+
+    def potential(self, q):
+        return -(self.t.log_prior(q) + self.t.exact_log_likelihood(q))
+
+    def hamiltonian(self, q, p):
+        return self.potential(q) + 0.5 * tf.reduce_sum(tf.square(p), -1)
+
+    def field(self, q):
+        with tf.GradientTape() as tape:
+            tape.watch(q)
+            u = self.potential(q)
+        return -tape.gradient(u, q)
+
+    def grads(self, q, p):
+        return -self.field(q), p
+
+
+@pytest.fixture(scope="module")
+def gre():
+    from hmc_lib.targets import pseudo_marginal as pmt
+    return pmt.gaussian_random_effects()
+
+
+def _pm_run(kernel, target, base_seed, num_results, burnin=100, chains=16):
+    s = scale.seed(base_seed)
+    rng = np.random.default_rng(s)
+    theta0 = tf.constant(target.posterior_mean + np.sqrt(target.posterior_variance)
+                         * rng.standard_normal((chains, target.theta_dim)), tf.float32)
+    u0 = tf.random.stateless_normal([chains, *target.u_shape], seed=[s, 1])
+    return hmc_lib.sample(kernel, num_results, [theta0, u0], num_burnin_steps=burnin, seed=s,
+                          keep_fn=lambda x: x[0])
+
+
+class _PMConstantForce(_ConstantForce):
+    dim = 2
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("part", ["hnn_tree", "pm_fallback"])
+def test_hnn_pm_nuts_exact_parts_invariant(gre, part):
+    """The two exact parts of HNN-PM-NUTS, each alone: (hnn_tree) u-refresh + the HNN tree
+    on θ | u, the monitor disabled (Δ_max^hnn huge); (pm_fallback) u-refresh + PM-NUTS with
+    the Δ_max^lf rejection, reached on every transition (a constant-force 'HNN' fires at the
+    first leaf from every state, so the switch does not depend on the state). Only a
+    non-finite leaf energy still fires the monitor in the first case (rarely)."""
+    if part == "hnn_tree":
+        kernel = HNNPMNUTS(gre, _Marginal(gre), 0.25, max_tree_depth=6, max_hnn_error=1e12,
+                           u_correlation=0.9)
+    else:
+        kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.25, max_tree_depth=6, cool_down=0,
+                           u_correlation=0.9)
+    samples, trace = _pm_run(kernel, gre, base_seed=41, num_results=300)
+    diagnostics.assert_moments(samples, gre.posterior_mean, gre.posterior_variance)
+    if part == "hnn_tree":
+        # a non-finite leaf energy (float32 overflow far out in a tree) is still a divergence
+        # and a fall-back; those are rare: the draws are (almost) all from the exact part
+        used = trace["used_hnn"]
+        assert used.mean() > 0.99 and np.all(trace["grad_evals"][used] == 0)
+    else:
+        assert trace["fell_back"].all() and not trace["used_hnn"].any()
+        assert np.all(trace["grad_evals"] > 0)
+    assert 0.2 < trace["u_accepted"].mean() < 0.95
+
+
+def test_hnn_pm_nuts_lf_threshold_rejects_and_counts(gre):
+    """Δ_max^lf: a PM tree whose energy error exceeds it is a rejected sample, counted. With
+    Δ_max^lf = 1e-6 nearly every PM tree has a leaf above it (a tree that grows past a few
+    leaves all but surely does): those samples are rejected and θ stays where it was."""
+    kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.25, max_tree_depth=6, cool_down=2,
+                       max_lf_error=1e-6)
+    samples, trace = _pm_run(kernel, gre, base_seed=0, num_results=9, burnin=0, chains=4)
+    rej = trace["lf_rejected"]
+    np.testing.assert_array_equal(rej, trace["is_divergent"])
+    assert rej.mean() > 0.5, rej.mean()
+    assert not (trace["is_accepted"] & rej).any()
+    x = np.asarray(samples)
+    moved = np.any(x[1:] != x[:-1], axis=-1)                        # [draws - 1, chains]
+    assert not (moved & rej[1:]).any()
+    # the monitor fired every cool_down + 1 transitions; the cool-down ran PM-NUTS too
+    np.testing.assert_array_equal(trace["fell_back"][:, 0], [True, False, False] * 3)
+    # costs: log p̂ for the u-refresh, the one HNN leaf when the HNN was tried (then it
+    # fired), and one per PM leaf, each of which also costs a gradient
+    pm_leaves = trace["potential_evals"] - 1 - trace["fell_back"].astype(int)
+    assert np.all(pm_leaves >= 1)
+    assert np.all((trace["grad_evals"] >= pm_leaves) & (trace["grad_evals"] <= pm_leaves + 1))
+    # and with the usual Δ_max^lf = 1000 nothing is rejected on a short step
+    kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.05, max_tree_depth=4, cool_down=0)
+    _, trace = _pm_run(kernel, gre, base_seed=0, num_results=5, burnin=0, chains=4)
+    assert not trace["lf_rejected"].any() and trace["is_accepted"].any()
+
+
+def test_collect_pm_records_theta_gradients(gre):
+    from hmc_lib.hnn import collect_pm
+    theta = tf.constant(np.tile(gre.posterior_mean, (3, 1)), tf.float64)
+    u = tf.random.stateless_normal([3, *gre.u_shape], [0, 1], dtype=tf.float64)
+    data = collect_pm(gre, theta, u, 2, 4, 0.1, seed=0)
+    assert data.q.shape == (24, 2) and data.grad_evals == 3 * 2 * 5
+    np.testing.assert_array_equal(data.dh_dp, data.p)
+    assert np.all(np.isfinite(data.dh_dq)) and np.std(data.q[:, 0]) > 0
+
+
+def test_hnn_pm_nuts_bad_input(gre):
+    with pytest.raises(TypeError, match="target"):
+        HNNPMNUTS(_gauss(), _Marginal(gre), 0.1)
+    with pytest.raises(ValueError, match="dim"):
+        HNNPMNUTS(gre, _net("separable", dim=3), 0.1)
+    with pytest.raises(ValueError, match="kind"):
+        HNNPMNUTS(gre, _net("latent", dim=2), 0.1)
+    with pytest.raises(ValueError, match="max_lf_error"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, max_lf_error=0.0)
+    with pytest.raises(ValueError, match="u_correlation"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, u_correlation=1.0)
+    assert hmc_lib.HNNPMNUTS is HNNPMNUTS
+
+
+# --- Chen's variants ------------------------------------------------------------------------------
+
+def test_collect_records_the_potential_and_potential_regression_trains():
+    t = experiments.get("icg5")
+    data = collect(t, t.sample(8, 2, tf.float64), num_trajectories=10, num_steps=20,
+                   step_size=0.02, seed=4)
+    # the potential −log π(q) at every point (ICG5: ½ Σ q²/σ², no constant)
+    np.testing.assert_allclose(data.potential,
+                               0.5 * np.sum(data.q ** 2 / experiments.ICG5_VARIANCES, -1),
+                               rtol=1e-10)
+    train_data, held_out = data.split(0.2, seed=0)
+    assert held_out.potential.shape == (held_out.q.shape[0],)
+    res = train(train_data, kind="separable", hidden=(32, 32), num_steps=300, batch_size=256,
+                held_out=held_out, progress=False, seed=0, loss="potential")
+    assert res.history["eval_loss"][-1] < res.history["eval_loss"][0] / 2
+    err_q, err_p = experiments.gradient_error(res.hnn, held_out)
+    assert err_q < 0.5 and err_p < 1e-6
+    with pytest.raises(ValueError, match="loss"):
+        train(train_data, loss="trajectory", progress=False, num_steps=1)
+    with pytest.raises(ValueError, match="potential"):
+        train(train_data, kind="latent", loss="potential", progress=False, num_steps=1)
+
+
+# --- Chen §8.2: the data-conditioned HNN ----------------------------------------------------------
+
+def test_conditional_hnn_binds_to_a_data_set_and_trains():
+    from hmc_lib.hnn import conditional as cond
+    sets = cond.simulate_sets(3, seed=0)
+    s = cond.summary(sets[0].data["y"])
+    assert s.shape == (3,) and s[1] >= s[0] ** 2       # mean y² >= (mean y)²
+    data = cond.collect_sets(sets, 100, seed=1)
+    assert data.q.shape == (300, 2) and data.s.shape == (300, 3) and data.grad_evals == 300
+    res = cond.train_conditional(data, hidden=(32, 32), num_steps=600, batch_size=128, seed=0)
+    assert res.loss[-20:].mean() < res.loss[:20].mean() / 2.5
+    bound = res.net.bind(s)
+    # the bound network is a separable HNN: usable by the kernels, field = −∇Ũ
+    q = tf.constant(data.q[:5], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(q)
+        u = bound.potential(q)
+    np.testing.assert_allclose(bound.field(q), -tape.gradient(u, q), rtol=1e-5, atol=1e-6)
+    HNNPMNUTS(sets[0], bound, 0.1)                         # accepted by the PM kernel
+    assert cond.field_error(bound, data.q[:100], data.dh_dq[:100]) < 1.0
+    with pytest.raises(ValueError, match="y"):
+        cond.summary(np.zeros(5))

@@ -1,5 +1,7 @@
 """Dhulipala et al.'s targets, the run sizes of chapter 7 and its benchmark, and the
-published numbers (PAPERS.md §3.4).
+published numbers (PAPERS.md §3.4); also the chapter's other experiments: `run_glmm`
+(HNN-PM-NUTS against PM-NUTS on the GLMM), `compare_variants` (Chen's HNN variants) and
+`run_conditional` (Chen's §8.2 data-conditioned HNN).
 
 The targets are defined here, with the method, for now (not in `hmc_lib.targets`):
 
@@ -7,7 +9,8 @@ The targets are defined here, with the method, for now (not in `hmc_lib.targets`
 - ``icg5``: N(0, diag(10^linspace(−2, 2, 5))), the 5-d ill-conditioned Gaussian.
 - ``funnel2d``: Neal's funnel, v ~ N(0, 3²), x | v ~ N(0, e^v); state (v, x).
 - ``rosenbrock3d``: log π = −Σ_i [100 (x_{i+1} − x_i²)² + (1 − x_i)²] / 20 (Dhulipala's
-  scaling); no exact sampler or moments.
+  scaling); exact draws and moments through its factorisation (`rosenbrock3d_moments`,
+  `rosenbrock3d_to_normal`).
 """
 
 import math
@@ -72,12 +75,83 @@ def _funnel2d():
                   sample_fn=sample)
 
 
+#: Rosenbrock 3-d, log π = −Σ_i [100 (x_{i+1} − x_i²)² + (1 − x_i)²] / 20, factorises as
+#: x₃ | x₂ ~ N(x₂², 1/10), x₂ | x₁ ~ N((10 x₁² + 0.1)/10.1, 1/10.1) and
+#: p(x₁) ∝ exp(−(1 − x₁)²/20 − (x₁² − 1)²/20.2) (integrate x₃, then x₂: a Gaussian
+#: convolution). So it has an exact sampler (x₁ by inverse CDF on a fine grid) and moments
+#: by 1-d quadrature, and the Rosenblatt map below takes it to N(0, I).
+ROSEN_PREC2 = 10.1     # precision of x₂ | x₁
+ROSEN_PREC3 = 10.0     # precision of x₃ | x₂
+
+
+def _rosen_x2_mean(x1):
+    return (10.0 * x1 * x1 + 0.1) / ROSEN_PREC2
+
+
+_ROSEN_GRID = {}
+
+
+def _rosen_grid():
+    """(grid, density, cdf) of x₁ on [−8, 8] (400,001 points; the density is < e⁻¹⁷⁰ at
+    the ends), cached."""
+    if not _ROSEN_GRID:
+        x = np.linspace(-8.0, 8.0, 400001)
+        logp = -(1.0 - x) ** 2 / 20.0 - (x * x - 1.0) ** 2 / (2.0 * ROSEN_PREC2)
+        w = np.exp(logp - logp.max())
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(x))])
+        w, cdf = w / cdf[-1], cdf / cdf[-1]
+        _ROSEN_GRID.update(x=x, density=w, cdf=cdf)
+    return _ROSEN_GRID["x"], _ROSEN_GRID["density"], _ROSEN_GRID["cdf"]
+
+
+def rosenbrock3d_moments():
+    """Exact mean and variance `[3]` each of the 3-d Rosenbrock target (1-d quadrature)."""
+    x, w, _ = _rosen_grid()
+    dx = x[1] - x[0]
+    e = lambda f: float(np.sum(f * w) * dx)
+    m, s2 = _rosen_x2_mean(x), 1.0 / ROSEN_PREC2
+    ex2_2 = m * m + s2                                   # E[x₂² | x₁]
+    ex2_4 = m ** 4 + 6 * m * m * s2 + 3 * s2 * s2        # E[x₂⁴ | x₁]
+    mean = np.array([e(x), e(m), e(ex2_2)])
+    second = np.array([e(x * x), e(ex2_2), e(ex2_4) + 1.0 / ROSEN_PREC3])
+    return mean, second - mean ** 2
+
+
+def rosenbrock3d_to_normal(x):
+    """The Rosenblatt map of the 3-d Rosenbrock target to N(0, I): numpy `[..., 3]` ->
+    `[..., 3]` (z₁ = Φ⁻¹(F(x₁)), z₂, z₃ the standardised conditionals)."""
+    from scipy import special
+    x = np.asarray(x, np.float64)
+    grid, _, cdf = _rosen_grid()
+    u1 = np.clip(np.interp(x[..., 0], grid, cdf), 1e-300, 1.0 - 1e-16)
+    z1 = special.ndtri(u1)
+    z2 = (x[..., 1] - _rosen_x2_mean(x[..., 0])) * np.sqrt(ROSEN_PREC2)
+    z3 = (x[..., 2] - x[..., 1] ** 2) * np.sqrt(ROSEN_PREC3)
+    return np.stack([z1, z2, z3], -1)
+
+
+def uniform_scores(samples, to_normal):
+    """Φ(to_normal(x)): uniform on [0, 1]³ when x ~ π (mean 1/2, variance 1/12): bounded, so
+    the between-chain moment check keeps its level on heavy-tailed coordinates."""
+    from scipy import special
+    return special.ndtr(to_normal(samples))
+
+
 def _rosenbrock3d():
     def log_prob(x):
         a, b = x[..., :-1], x[..., 1:]
         return -tf.reduce_sum(100.0 * tf.square(b - a * a) + tf.square(1.0 - a), -1) / 20.0
 
-    return Target(log_prob, 3, "rosenbrock3d")
+    def sample(n, seed, dtype=tf.float32):
+        rng = np.random.default_rng(int(seed))
+        grid, _, cdf = _rosen_grid()
+        x1 = np.interp(rng.uniform(size=n), cdf, grid)
+        x2 = _rosen_x2_mean(x1) + rng.standard_normal(n) / np.sqrt(ROSEN_PREC2)
+        x3 = x2 * x2 + rng.standard_normal(n) / np.sqrt(ROSEN_PREC3)
+        return tf.constant(np.stack([x1, x2, x3], -1), dtype)
+
+    mean, var = rosenbrock3d_moments()
+    return Target(log_prob, 3, "rosenbrock3d", mean=mean, variance=var, sample_fn=sample)
 
 
 _TARGETS = {"gmm1d": _gmm1d, "icg5": _icg5, "funnel2d": _funnel2d,
@@ -98,6 +172,8 @@ PAPER = {key: dict(ess_per_grad=value) for key, value in {
     ("gmm1d", "hnn_hmc"): 5.87e-3, ("gmm1d", "hnn_nuts"): 4.02e-3,
     ("icg5", "nuts"): 1.39e-3, ("icg5", "hnn_nuts"): 2.95e-2,
     ("funnel2d", "nuts"): 4.4e-5, ("funnel2d", "hnn_nuts"): 8.0e-4,
+    # Rosenbrock: 1.76e-3 / 2.17e-3 / 4.86e-3 with 160k / 240k / 400k training gradients
+    ("rosenbrock3d", "nuts"): 1.37e-4, ("rosenbrock3d", "hnn_nuts"): 1.76e-3,
 }.items()}
 
 
@@ -111,7 +187,7 @@ def settings(scale=None):
         train=dict(num_steps=pick(300, 1000, 5000), batch_size=pick(256, 512, 1000),
                    hidden=pick((32, 32), (64, 64), (100, 100, 100, 100)),
                    learning_rate=5e-3),
-        targets=pick(("gmm1d", "icg5"), ("gmm1d", "icg5", "funnel2d"), TARGETS),
+        targets=pick(("gmm1d", "icg5", "rosenbrock3d"), TARGETS, TARGETS),
         sample=dict(chains=16, num_results=pick(200, 500, 5000), burnin=pick(50, 100, 1000)),
         step_size={"gmm1d": 0.1, "icg5": 0.05, "funnel2d": 0.05, "rosenbrock3d": 0.05},
         data_step_size={"gmm1d": 0.05, "icg5": 0.02, "funnel2d": 0.02,
@@ -119,6 +195,11 @@ def settings(scale=None):
         hmc_steps={"gmm1d": 20, "icg5": 40, "funnel2d": 30, "rosenbrock3d": 30},
         max_tree_depth=pick(6, 8, 10),
         max_hnn_error=10.0, cool_down=20,
+        # per-target changes to `data` and `train` (the Rosenbrock's curved tails need more
+        # trajectories and a longer fit; Chen used 160k-400k training gradients there)
+        data_by_target={"rosenbrock3d": dict(num_trajectories=pick(10, 40, 80),
+                                             num_steps=pick(20, 50, 50))},
+        train_by_target={"rosenbrock3d": dict(num_steps=pick(300, 3000, 5000))},
     )
 
 
@@ -136,12 +217,12 @@ def train_hnn(name, seed, scale=None, kind="separable", progress=False):
     from hmc_lib.hnn.train import train
     cfg = settings(scale)
     t = get(name)
-    d = cfg["data"]
+    d = {**cfg["data"], **cfg["data_by_target"].get(name, {})}
     x0 = initial_state(t, d["chains"], seed + 1000, tf.float64)
     data = collect(t, x0, d["num_trajectories"], d["num_steps"], cfg["data_step_size"][name],
                    seed=seed + 2000)
     train_data, held_out = data.split(0.1, seed=seed)
-    tr = cfg["train"]
+    tr = {**cfg["train"], **cfg["train_by_target"].get(name, {})}
     res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
                 batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
                 held_out=held_out, seed=seed, progress=progress,
@@ -163,6 +244,7 @@ def _row(method, name, samples, trace, train_grads=0, train_seconds=0.0, seed=No
                ess_per_potential=s["ess_min"] / pots if pots > 0 else float("inf"),
                seconds=s["seconds"], train_seconds=float(train_seconds),
                ess_per_second=s["ess_per_second"], paper=PAPER.get((name, method)))
+    out["ess_per_sample_grad"] = s["ess_min"] / grads if grads > 0 else float("inf")
     if "fell_back" in trace:
         out["fallback_rate"] = float(np.mean(trace["fell_back"]))
         out["hnn_fraction"] = float(np.mean(trace["used_hnn"]))
@@ -218,3 +300,227 @@ def run_hnn(name, training_seed, seed, scale=None, result=None):
         rows.append(row)
         draws[method] = samples
     return rows, result, draws
+
+
+# --- the GLMM: HNN-PM-NUTS against PM-NUTS (PAPERS.md §3.1-3.4) -----------------------------
+
+def glmm_settings(scale=None):
+    """Run sizes of the GLMM experiment per scale (the data and model of chapter 4; fewer
+    individuals below `paper` so that it fits the chapter's budget)."""
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(
+        num_individuals=pick(30, 60, 500), num_importance=pick(32, 64, 128),
+        data_importance=pick(512, 2048, 2048),         # Chen: N = 2048 for the training data
+        data=dict(chains=8, num_trajectories=pick(8, 20, 60), num_steps=20),
+        data_step_size=0.05,
+        train=dict(num_steps=pick(200, 1000, 5000), batch_size=pick(256, 512, 1000),
+                   hidden=(64, 64), learning_rate=5e-3),
+        training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]),
+        chains=8, num_results=pick(60, 150, 2000), burnin=pick(30, 75, 500),
+        step_size=0.05, max_tree_depth=pick(4, 6, 8), max_hnn_error=10.0, max_lf_error=1000.0,
+        cool_down=20, u_correlation=0.99, data_seed=0,
+    )
+
+
+def glmm_initial_state(target, chains, seed, dtype=tf.float32):
+    """`[theta, u]`: θ near the truth (jitter 0.05), fresh u ~ N(0, I)."""
+    rng = np.random.default_rng(int(seed))
+    theta = target.true_theta[None] + 0.05 * rng.standard_normal((chains, target.theta_dim))
+    u = rng.standard_normal((chains, *target.u_shape))
+    return [tf.constant(theta, dtype), tf.constant(u, dtype)]
+
+
+def train_glmm_hnn(training_seed, scale=None, progress=False):
+    """θ-only separable HNN for the GLMM: `collect_pm` on the same data with
+    `data_importance` draws, Chen's method-4 loss. Returns `(TrainResult, held_out)`."""
+    from hmc_lib.hnn.data import collect_pm
+    from hmc_lib.hnn.train import train
+    from hmc_lib.targets import pseudo_marginal as pmt
+    cfg = glmm_settings(scale)
+    data_target = pmt.glmm(num_individuals=cfg["num_individuals"],
+                           num_importance=cfg["data_importance"],
+                           seed=scale_mod.seed(cfg["data_seed"]))
+    d = cfg["data"]
+    theta, u = glmm_initial_state(data_target, d["chains"], training_seed + 3000, tf.float64)
+    data = collect_pm(data_target, theta, u, d["num_trajectories"], d["num_steps"],
+                      cfg["data_step_size"], seed=training_seed + 4000)
+    train_data, held_out = data.split(0.1, seed=training_seed)
+    tr = cfg["train"]
+    res = train(train_data, kind="separable", hidden=tr["hidden"], num_steps=tr["num_steps"],
+                batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                held_out=held_out, seed=training_seed, progress=progress)
+    return res, held_out
+
+
+def _glmm_row(method, samples, trace, train=None, seed=None):
+    from hmc_lib import diagnostics
+    from hmc_lib.targets import pseudo_marginal as pmt
+    x, _ = pmt.glmm_relabel(np.asarray(samples, np.float64))
+    s = diagnostics.summary(x, trace)
+    grads = float(np.sum(trace["grad_evals"]))
+    pots = float(np.sum(trace["potential_evals"])) if "potential_evals" in trace else grads
+    train_grads = float(train.grad_evals) if train is not None else 0.0
+    total = grads + train_grads
+    flat = x.reshape(-1, x.shape[-1])
+    out = dict(method=method, seed=seed, ess_min=s["ess_min"], ess_median=s["ess_median"],
+               sample_grad_evals=grads, train_grad_evals=train_grads, potential_evals=pots,
+               ess_per_grad=s["ess_min"] / total, ess_per_sample_grad=s["ess_min"] / grads
+               if grads > 0 else float("inf"), ess_per_potential=s["ess_min"] / pots,
+               seconds=s["seconds"], train_seconds=float(train.seconds) if train else 0.0,
+               w1=float(np.mean(1.0 / (1.0 + np.exp(-flat[:, -1])))),
+               mu1=float(np.mean(flat[:, -5])), mu2=float(np.mean(flat[:, -4])))
+    if "fell_back" in trace:
+        out.update(fallback_rate=float(np.mean(trace["fell_back"])),
+                   hnn_fraction=float(np.mean(trace["used_hnn"])),
+                   lf_rejected=float(np.mean(trace["lf_rejected"])),
+                   u_acceptance=float(np.mean(trace["u_accepted"])))
+    return out
+
+
+def run_glmm(training_seeds=None, seed=0, scale=None):
+    """PM-NUTS and HNN-PM-NUTS (one HNN per training seed) on the GLMM from the same start.
+    Returns `(rows, draws)`: rows as `run_hnn`'s plus posterior means of w₁, μ₁, μ₂ (after
+    `glmm_relabel`); draws: method (and seed) -> θ draws `[num_results, chains, 13]`."""
+    from hmc_lib.hnn.pm_kernel import HNNPMNUTS
+    from hmc_lib.pm.kernel import PMNUTS
+    from hmc_lib.sampling import sample
+    from hmc_lib.targets import pseudo_marginal as pmt
+    cfg = glmm_settings(scale)
+    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
+    t = pmt.glmm(num_individuals=cfg["num_individuals"], num_importance=cfg["num_importance"],
+                 seed=scale_mod.seed(cfg["data_seed"]))
+    x0 = glmm_initial_state(t, cfg["chains"], seed)
+    h, depth = cfg["step_size"], cfg["max_tree_depth"]
+    keep = lambda s: s[0]
+    samples, trace = sample(PMNUTS(t, h, max_tree_depth=depth), cfg["num_results"], x0,
+                            num_burnin_steps=cfg["burnin"], seed=seed + 1, keep_fn=keep)
+    rows, draws = [_glmm_row("pm_nuts", samples, trace)], {"pm_nuts": samples}
+    for s in seeds:
+        res, _ = train_glmm_hnn(s, scale)
+        kernel = HNNPMNUTS(t, res.hnn, h, max_tree_depth=depth,
+                           max_hnn_error=cfg["max_hnn_error"], max_lf_error=cfg["max_lf_error"],
+                           cool_down=cfg["cool_down"], u_correlation=cfg["u_correlation"])
+        samples, trace = sample(kernel, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
+                                seed=seed + 1, keep_fn=keep)
+        rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))
+        draws["hnn_pm_nuts", s] = samples
+    return rows, draws
+
+
+# --- Chen's HNN variants (PAPERS.md §3.3) -------------------------------------------------------
+
+#: the variants compared: (label, kind, loss). Chen's "method 4" is the separable HNN fitted to
+#: ∂H/∂q; his "full-state HNN" is a network of (q, p) fitted to both partials (our latent
+#: kind); his "θ-only potential" fits Ũ(q) to the potential's values.
+VARIANTS = (("method 4: separable, gradient loss", "separable", "gradient"),
+            ("full-state HNN (latent), gradient loss", "latent", "gradient"),
+            ("θ-only potential, value regression", "separable", "potential"))
+
+
+def gradient_error(hnn, held_out):
+    """Median relative error of ∂H̃/∂q against the true ∂H/∂q on held-out points, and (for
+    the latent kind) of ∂H̃/∂p against p: `(err_q, err_p)` (err_p = 0 for separable)."""
+    q = tf.constant(held_out.q, hnn.dtype if hasattr(hnn, "dtype") else tf.float32)
+    p = tf.constant(held_out.p, q.dtype)
+    gq, gp = hnn.grads(q, p)
+    rel = lambda a, b: float(np.median(np.linalg.norm(np.asarray(a, np.float64) - b, axis=-1)
+                                       / np.maximum(np.linalg.norm(b, axis=-1), 1e-12)))
+    return rel(gq, held_out.dh_dq), rel(gp, held_out.dh_dp)
+
+
+def compare_variants(name, training_seeds=None, scale=None):
+    """Trains each of `VARIANTS` on the same data per training seed (target `name`, sizes of
+    `settings`); returns `(rows, histories)`: rows with the held-out gradient errors, training
+    seconds and the loss's relative drop; histories: (label, seed) -> the `train` history."""
+    from hmc_lib.hnn.data import collect
+    from hmc_lib.hnn.train import train
+    cfg = settings(scale)
+    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
+    t = get(name)
+    d = {**cfg["data"], **cfg["data_by_target"].get(name, {})}
+    tr = {**cfg["train"], **cfg["train_by_target"].get(name, {})}
+    rows, histories = [], {}
+    for s in seeds:
+        x0 = initial_state(t, d["chains"], s + 1000, tf.float64)
+        data = collect(t, x0, d["num_trajectories"], d["num_steps"],
+                       cfg["data_step_size"][name], seed=s + 2000)
+        train_data, held_out = data.split(0.1, seed=s)
+        for label, kind, loss in VARIANTS:
+            res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
+                        batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                        held_out=held_out, seed=s, progress=False, loss=loss,
+                        activation="tanh" if kind == "separable" else "sin")
+            err_q, err_p = gradient_error(res.hnn, held_out)
+            h = res.history
+            rows.append(dict(variant=label, seed=s, target=name, grad_error_q=err_q,
+                             grad_error_p=err_p, train_seconds=res.seconds,
+                             loss_drop=float(h["eval_loss"][-1] / h["eval_loss"][0])))
+            histories[label, s] = h
+    return rows, histories
+
+
+# --- Chen §8.2: a data-conditioned HNN across simulated data sets ---------------------------
+
+def conditional_settings(scale=None):
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(num_sets=pick(6, 16, 64), points_per_set=pick(200, 400, 1000),
+                train_steps=pick(800, 2500, 5000), chains=16,
+                num_results=pick(100, 300, 2000), burnin=pick(30, 100, 500),
+                step_size=0.25, max_tree_depth=6, u_correlation=0.9, cool_down=20)
+
+
+def run_conditional(seed=0, scale=None):
+    """Chen §8.2 on the Gaussian random-effects model: one `ConditionalHNN` trained across
+    `num_sets` simulated data sets, used on a new data set without retraining, against an
+    HNN trained on the new set alone (same points per set, same width and steps) and
+    PM-NUTS. Returns `(rows, errors)`: sampling rows (ESS per gradient of log p̂ with and
+    without the training data) and the held-out field errors on the new set."""
+    from hmc_lib import diagnostics
+    from hmc_lib.hnn import conditional as cond
+    from hmc_lib.hnn.data import TrainingData
+    from hmc_lib.hnn.pm_kernel import HNNPMNUTS
+    from hmc_lib.hnn.train import train
+    from hmc_lib.pm.kernel import PMNUTS
+    from hmc_lib.sampling import sample
+    cfg = conditional_settings(scale)
+    sets = cond.simulate_sets(cfg["num_sets"] + 1, seed=seed)
+    train_sets, new = sets[:-1], sets[-1]
+    data = cond.collect_sets(train_sets, cfg["points_per_set"], seed=seed + 1)
+    res_c = cond.train_conditional(data, num_steps=cfg["train_steps"], seed=seed)
+    own = cond.collect_sets([new], cfg["points_per_set"], seed=seed + 2)
+    z = np.zeros_like(own.q)
+    res_o = train(TrainingData(own.q, z, own.dh_dq, z, own.grad_evals), kind="separable",
+                  hidden=(64, 64), num_steps=cfg["train_steps"], batch_size=512,
+                  learning_rate=5e-3, seed=seed, progress=False)
+    test = cond.collect_sets([new], 500, seed=seed + 3)
+    bound = res_c.net.bind(cond.summary(new.data["y"]))
+    errors = {"conditional (no retraining)": cond.field_error(bound, test.q, test.dh_dq),
+              "trained on the new set": cond.field_error(res_o.hnn, test.q, test.dh_dq)}
+    rng = np.random.default_rng(int(seed) + 4)
+    theta0 = tf.constant(new.posterior_mean + np.sqrt(new.posterior_variance)
+                         * rng.standard_normal((cfg["chains"], 2)), tf.float32)
+    u0 = tf.constant(rng.standard_normal((cfg["chains"], *new.u_shape)), tf.float32)
+    h, depth = cfg["step_size"], cfg["max_tree_depth"]
+    kernels = [("pm_nuts", PMNUTS(new, h, max_tree_depth=depth), 0, 0.0)]
+    for label, net, res in (("conditional", bound, res_c), ("own", res_o.hnn, res_o)):
+        kernels.append((f"hnn_pm_nuts ({label})",
+                        HNNPMNUTS(new, net, h, max_tree_depth=depth, cool_down=cfg["cool_down"],
+                                  u_correlation=cfg["u_correlation"]),
+                        res.grad_evals, res.seconds))
+    rows = []
+    for label, kernel, train_grads, train_s in kernels:
+        samples, trace = sample(kernel, cfg["num_results"], [theta0, u0],
+                                num_burnin_steps=cfg["burnin"], seed=seed + 5,
+                                keep_fn=lambda s: s[0])
+        sm = diagnostics.summary(samples, trace)
+        grads = float(np.sum(trace["grad_evals"]))
+        row = dict(method=label, ess_min=sm["ess_min"], sample_grad_evals=grads,
+                   train_grad_evals=float(train_grads), train_seconds=float(train_s),
+                   ess_per_sample_grad=sm["ess_min"] / max(grads, 1.0),
+                   ess_per_grad=sm["ess_min"] / max(grads + train_grads, 1.0))
+        if label.startswith("hnn"):
+            row["hnn_fraction"] = float(np.mean(trace["used_hnn"]))
+        check = diagnostics.check_moments(samples, new.posterior_mean, new.posterior_variance)
+        row["moments_ok"] = bool(check.passed)
+        rows.append(row)
+    return rows, errors

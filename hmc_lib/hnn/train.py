@@ -60,9 +60,18 @@ def loss_fn(hnn, q, p, dh_dq, dh_dp, weights=(1.0, 1.0)):
     return weights[0] * lq + weights[1] * lp
 
 
+def potential_loss_fn(hnn, q, potential):
+    """Chen's "θ-only potential" variant: regress Ũ(q) on the true potential values `[n]`,
+    both centred on the batch (the potential is known up to a constant); a scalar."""
+    u = hnn.potential(q)
+    return tf.reduce_mean(tf.square((u - tf.reduce_mean(u))
+                                    - (potential - tf.reduce_mean(potential))))
+
+
 def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=2000,
           batch_size=1000, learning_rate=5e-3, weights=(1.0, 1.0), held_out=None,
-          eval_every=100, seed=0, dtype=tf.float32, progress=True, latent_dim=None):
+          eval_every=100, seed=0, dtype=tf.float32, progress=True, latent_dim=None,
+          loss="gradient"):
     """Fits an `HNN` to `data` (a `TrainingData`); returns a `TrainResult`.
 
     Args:
@@ -74,7 +83,13 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
       held_out: optional `TrainingData` for the held-out loss.
       seed: int, seeds the initialisation and the batches.
       progress: show a tqdm bar.
+      loss: "gradient" (Chen's method 4, default) or "potential" (his θ-only potential
+        variant: `potential_loss_fn` on `data.potential`; separable HNNs only).
     """
+    if loss not in ("gradient", "potential"):
+        raise ValueError(f"`loss` must be 'gradient' or 'potential', got {loss!r}")
+    if loss == "potential" and (kind != "separable" or data.potential is None):
+        raise ValueError("`loss='potential'` needs kind='separable' and `data.potential`")
     _checks.positive_int(num_steps, "num_steps")
     _checks.positive_int(batch_size, "batch_size")
     _checks.positive_float(learning_rate, "learning_rate")
@@ -85,24 +100,26 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
     hnn = HNN(dim, kind=kind, hidden=hidden, activation=activation, dtype=dtype, seed=seed,
               latent_dim=latent_dim)
     hnn.set_standardisation(data.q.mean(0), np.maximum(data.q.std(0), 1e-8))
-    arrays = [tf.constant(a, dtype) for a in (data.q, data.p, data.dh_dq, data.dh_dp)]
+    fields = (("q", "p", "dh_dq", "dh_dp") if loss == "gradient" else ("q", "potential"))
+    arrays = [tf.constant(getattr(data, f), dtype) for f in fields]
     variables = list(hnn.trainable_variables)
     opt = _Adam(variables, learning_rate, num_steps)
     w = tuple(float(x) for x in weights)
+    objective = ((lambda *b: loss_fn(hnn, *b, weights=w)) if loss == "gradient"
+                 else (lambda *b: potential_loss_fn(hnn, *b)))
 
     @tf.function(jit_compile=True)
     def step(idx):
         batch = [tf.gather(a, idx) for a in arrays]
         with tf.GradientTape() as tape:
-            loss = loss_fn(hnn, *batch, weights=w)
-        opt.apply(tape.gradient(loss, variables,
+            value = objective(*batch)
+        opt.apply(tape.gradient(value, variables,
                                 unconnected_gradients=tf.UnconnectedGradients.ZERO))
-        return loss
+        return value
 
-    held = None if held_out is None else [tf.constant(a, dtype) for a in
-                                          (held_out.q, held_out.p, held_out.dh_dq,
-                                           held_out.dh_dp)]
-    evaluate = tf.function(lambda *b: loss_fn(hnn, *b, weights=w))
+    held = None if held_out is None else [tf.constant(getattr(held_out, f), dtype)
+                                          for f in fields]
+    evaluate = tf.function(objective)
     rng = np.random.default_rng(seed)
     losses, eval_steps, eval_losses = [], [], []
     iterator = range(int(num_steps))
