@@ -29,6 +29,11 @@ _MODULE_OF = {
     # finance (Chen Part VII)
     "term_premium": "term_premium",
     "term_premium_latent_wealth": "term_premium",
+    # the TFP team's Inference Gym (ground truth shipped with `inference-gym`)
+    "gym_eight_schools": "gym",
+    "gym_brownian": "gym",
+    "gym_funnel": "gym",
+    "gym_icg": "gym",
 }
 
 
