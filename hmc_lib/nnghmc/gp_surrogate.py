@@ -3,7 +3,10 @@ competitor of NNgHMC in the paper's Table 4 (PAPERS.md §2; Rasmussen 2003's ide
 
 The GP models the values u_i = log π(q_i) at n training points with a constant mean c (the
 average of u) and the squared-exponential kernel k(x, x') = s² exp(−|x − x'|² / (2ℓ²)) plus
-noise σ² on the diagonal. The hyper-parameters (ℓ, s², σ²) maximise the log marginal
+noise σ² on the diagonal, plus a jitter τ s² (τ = 1e-8) that bounds the condition number of
+K + (σ² + τ s²) I by 1 + n/τ, so its float64 Cholesky cannot fail however small the fitted
+noise (a smooth log π, e.g. a Gaussian's quadratic, drives σ² to zero and s² up). The
+hyper-parameters (ℓ, s², σ²) maximise the log marginal
 likelihood (L-BFGS on their logarithms, float64). With α = (K + σ² I)⁻¹ (u − c), the mean and
 its gradient are
 
@@ -22,6 +25,9 @@ from scipy import optimize
 
 from hmc_lib import _checks
 
+JITTER = 1e-8
+"""τ: the diagonal jitter relative to the amplitude s² (see the module docstring)."""
+
 
 def _sq_dist(a, b):
     return (tf.reduce_sum(a ** 2, -1)[..., :, None] + tf.reduce_sum(b ** 2, -1)[None, :]
@@ -33,7 +39,7 @@ def _neg_log_marginal(log_params, q, u):
     ls2 = tf.exp(2.0 * log_params[0])
     k = tf.exp(log_params[1]) * tf.exp(-0.5 * tf.maximum(_sq_dist(q, q), 0.0) / ls2)
     n = tf.shape(q)[0]
-    k = k + (tf.exp(log_params[2]) + 1e-10) * tf.eye(n, dtype=q.dtype)
+    k = k + (tf.exp(log_params[2]) + JITTER * tf.exp(log_params[1])) * tf.eye(n, dtype=q.dtype)
     chol = tf.linalg.cholesky(k)
     a = tf.linalg.triangular_solve(chol, u[:, None], lower=True)[:, 0]
     return (0.5 * tf.reduce_sum(a ** 2) + tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)))
@@ -44,8 +50,8 @@ class GPSurrogate(tf.Module):
     """A fitted SE-kernel GP of log π; call it for the gradient of its mean.
 
     Use `GPSurrogate.fit(positions, values)`. Attributes: `length_scale`, `amplitude` (s²),
-    `noise_variance` (σ²), `constant` (c), `num_train`, `fit_seconds`, `log_marginal` (at
-    the optimum). Callable inside `tf.function`/XLA; works for float32 and float64 inputs
+    `noise_variance` (σ²; the diagonal used is σ² + τ s²), `constant` (c), `num_train`,
+    `fit_seconds`, `log_marginal` (at the optimum). Callable inside `tf.function`/XLA; works for float32 and float64 inputs
     (computed in float64).
     """
 
@@ -115,9 +121,10 @@ class GPSurrogate(tf.Module):
                                 bounds=[(-10, 10), (-20, 20), (-25, 10)],
                                 options=dict(maxiter=int(max_iterations)))
         p = res.x
-        ls, amp, noise = np.exp(p[0]), np.exp(p[1]), np.exp(p[2]) + 1e-10
+        ls, amp = np.exp(p[0]), np.exp(p[1])
+        noise = np.exp(p[2])
         k = amp * np.exp(-0.5 * np.maximum(((q[:, None] - q[None]) ** 2).sum(-1), 0) / ls ** 2)
-        k[np.diag_indices_from(k)] += noise
+        k[np.diag_indices_from(k)] += noise + JITTER * amp
         chol = np.linalg.cholesky(k)
         alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, uc))
         return cls(q, alpha, ls, amp, noise, c, log_marginal=-float(res.fun),
