@@ -432,10 +432,15 @@ def test_hnn_pm_nuts_exact_parts_invariant(gre, part):
     samples, trace = _pm_run(kernel, gre, base_seed=41, num_results=300)
     diagnostics.assert_moments(samples, gre.posterior_mean, gre.posterior_variance)
     if part == "hnn_tree":
-        # a non-finite leaf energy (float32 overflow far out in a tree) is still a divergence
-        # and a fall-back; those are rare: the draws are (almost) all from the exact part
+        # A non-finite leaf energy (float32 overflow far out in a tree) still fires the
+        # monitor; those firings are rare. Measured rate: 23 firings in 384,000 transitions
+        # (6 runs of 64 chains × 1,000 draws), 6.0e-5 per transition, upper bound 9e-5.
+        # The trace's 16 chains × 300 kept transitions expect at most λ = 0.43 firings, and
+        # P(Poisson(0.43) >= 6) = 6e-6: so at most 5, and the draws are (almost) all from
+        # the exact part.
         used = trace["used_hnn"]
-        assert used.mean() > 0.99 and np.all(trace["grad_evals"][used] == 0)
+        assert int(np.sum(trace["fell_back"])) <= 5
+        assert np.all(trace["grad_evals"][used] == 0)
     else:
         assert trace["fell_back"].all() and not trace["used_hnn"].any()
         assert np.all(trace["grad_evals"] > 0)
