@@ -61,6 +61,23 @@ def autocorrelation(samples, max_lag=None):
     return acov / acov[:1]
 
 
+def rhat(samples):
+    """Rank-normalised split R̂ per coordinate (ArviZ; Vehtari et al. 2021).
+
+    Args:
+      samples: `[draws, chains, dim]` (or `[draws, chains]`), at least 2 chains of 4 draws.
+    Returns:
+      `[dim]` numpy array; 1 when the chains agree, > 1.01 when they do not yet.
+    """
+    import arviz as az
+    x = _as_draws(samples)
+    if x.shape[1] < 2 or x.shape[0] < 4:
+        raise ValueError(f"`samples` needs >= 2 chains of >= 4 draws, got {x.shape[1]} of "
+                         f"{x.shape[0]}")
+    data = az.convert_to_dataset({"x": np.moveaxis(x, 0, 1)})
+    return np.atleast_1d(np.asarray(az.rhat(data)["x"].values, dtype=np.float64))
+
+
 def esjd(samples):
     """Expected squared jumped distance: mean over steps and chains of ‖x_{t+1} − x_t‖²."""
     x = _as_draws(samples)

@@ -69,6 +69,21 @@ def test_ess_and_autocorrelation_of_an_ar1_process(rho):
     assert abs(diagnostics.ess_known_moments(x, [0.0], [1.0]) / ((1 - rho) / (1 + rho)) - 1) < 0.2
 
 
+@pytest.mark.statistical
+def test_rhat_is_one_for_agreeing_chains_and_flags_a_shifted_one():
+    # 4 chains x 1000 i.i.d. N(0, 1) draws, split into 8 of 500: R̂ ≈ 1 + (χ²₇/7 − 1)/1000,
+    # so R̂ > 1.01 needs χ²₇/7 > 11 (probability < 1e-12). One chain shifted by 3 sds puts
+    # R̂ near √(1 + 3²·3/16) ≈ 1.6 whatever the draws; 1.3 leaves room for the rank transform.
+    rng = np.random.default_rng(scale.seed(7))
+    x = rng.standard_normal((1000, 4, 2))
+    assert np.all(diagnostics.rhat(x) < 1.01)
+    x[:, 0, 1] += 3.0
+    r = diagnostics.rhat(x)
+    assert r[0] < 1.01 and r[1] > 1.3
+    with pytest.raises(ValueError, match="samples"):
+        diagnostics.rhat(x[:, :1])
+
+
 def test_summary_and_inference_data():
     samples, trace = _run(1, n=40)
     s = diagnostics.summary(samples, trace)

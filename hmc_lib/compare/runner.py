@@ -19,7 +19,9 @@ draws (a practitioner's default start; no exact draws):
    apart (`train_seconds`, `train_grad_evals`) with its `break_even_ess`.
 
 For the GLMM (pseudo-marginal): PM-HMC's warm-up (`hmc_lib.warmup` with `PMHMC`, step size
-and θ's mass), then PM-HMC, and PM-NUTS with the same step size and mass.
+and θ's mass), then PM-HMC, and PM-NUTS with the same step size and mass; their draws are
+relabelled (`glmm_relabel`) before they are measured, since the mixture's posterior is
+symmetric under swapping labels.
 
 Measures (all from the kept draws only): `acceptance`; `ess_min`, `ess_median` (ArviZ, all
 chains); `ess_per_grad` = ESS_min / (true gradients of sampling + of training);
@@ -52,6 +54,8 @@ class Record(NamedTuple):
     applicable, reason: whether it ran, and why not.
     acceptance: mean Metropolis acceptance (NUTS: fraction of transitions that moved).
     ess_min, ess_median: effective sample sizes over coordinates (all chains together).
+    rhat_max: the largest rank-normalised split R̂ over coordinates (ArviZ); above 1.01 the
+      chains have not yet agreed, and far above (say > 1.1) the run has not converged.
     ess_per_grad: ESS_min per true gradient (sampling + training).
     ess_per_second: ESS_min per second of sampling (compilation excluded).
     bias_sd, sd_error, bias_mcse: `metrics.Bias` fields (None where no ground truth).
@@ -74,6 +78,7 @@ class Record(NamedTuple):
     acceptance: Optional[float] = None
     ess_min: Optional[float] = None
     ess_median: Optional[float] = None
+    rhat_max: Optional[float] = None
     ess_per_grad: Optional[float] = None
     ess_per_second: Optional[float] = None
     bias_sd: Optional[float] = None
@@ -99,8 +104,8 @@ class Record(NamedTuple):
 
 #: the measures every applicable record must carry as finite numbers (break_even_ess may be
 #: inf: "never"); bias fields may be None only where the target has no ground truth
-MEASURES = ("acceptance", "ess_min", "ess_median", "ess_per_grad", "ess_per_second",
-            "grad_evals", "sample_grad_evals", "train_grad_evals", "warmup_grad_evals",
+MEASURES = ("acceptance", "ess_min", "ess_median", "rhat_max", "ess_per_grad",
+            "ess_per_second", "grad_evals", "sample_grad_evals", "train_grad_evals", "warmup_grad_evals",
             "seconds", "train_seconds", "warmup_seconds", "break_even_ess")
 BIAS_FIELDS = ("bias_sd", "sd_error", "bias_mcse")
 
@@ -163,6 +168,7 @@ def _measure(method, tname, x, trace, truth, *, train_seconds=0.0, train_grads=0
     return Record(
         method, tname, grid.METHODS[method], True, "",
         acceptance=s["acceptance"], ess_min=s["ess_min"], ess_median=s["ess_median"],
+        rhat_max=float(np.max(diagnostics.rhat(x))),
         ess_per_grad=s["ess_min"] / total, ess_per_second=s["ess_min"] / s["seconds"],
         bias_sd=b.mean_error if b else None, sd_error=b.sd_error if b else None,
         bias_mcse=b.mcse if b else None, bias_note=bias_note,
@@ -302,9 +308,13 @@ def _run_standard(tname, target, cfg, methods, seed):
     return rec
 
 
+_RELABEL_NOTE = "mixture labels fixed by `glmm_relabel` (component 1 the heavier)"
+
+
 def _run_pm(tname, target, cfg, methods, seed):
     """PM-HMC and PM-NUTS on a pseudo-marginal target; dict method -> Record."""
     from hmc_lib.pm import PMHMC, PMNUTS
+    from hmc_lib.targets.pseudo_marginal import glmm_relabel
     g = cfg["glmm"]
     chains, L = g["chains"], g["num_leapfrog_steps"]
     rng = np.random.default_rng(seed)
@@ -317,17 +327,22 @@ def _run_pm(tname, target, cfg, methods, seed):
     common = dict(warmup_grads=float(np.sum(w.trace["grad_evals"])),
                   warmup_seconds=w.trace["seconds"])
     keep = lambda s: s[0]
+    # the GLMM's mixture is symmetric under swapping its labels: a chain may visit either
+    # labelling, and the ESS of raw θ would measure label switches, not mixing
+    relabel = lambda x: glmm_relabel(x)[0] if tname == "glmm" else x
     rec = {}
     if "pm_hmc" in methods:
         x, tr = sample(PMHMC(target, w.step_size, L, mass=w.mass), g["draws"], w.state,
                        seed=seed + 2, keep_fn=keep)
-        rec["pm_hmc"] = _measure("pm_hmc", tname, x, tr, truth, step_size=w.step_size,
-                                 num_steps=L, **common)
+        rec["pm_hmc"] = _measure("pm_hmc", tname, relabel(x), tr, truth, step_size=w.step_size,
+                                 num_steps=L, note=_RELABEL_NOTE, **common)
     if "pm_nuts" in methods:
         x, tr = sample(PMNUTS(target, w.step_size, max_tree_depth=g["max_tree_depth"],
                               mass=w.mass), g["draws"], w.state, seed=seed + 3, keep_fn=keep)
-        rec["pm_nuts"] = _measure("pm_nuts", tname, x, tr, truth, step_size=w.step_size,
-                                  note="step size and mass from PM-HMC's warm-up", **common)
+        rec["pm_nuts"] = _measure("pm_nuts", tname, relabel(x), tr, truth,
+                                  step_size=w.step_size,
+                                  note="step size and mass from PM-HMC's warm-up; "
+                                       + _RELABEL_NOTE, **common)
     return rec
 
 
