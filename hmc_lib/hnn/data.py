@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from hmc_lib import _checks
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
@@ -41,6 +40,12 @@ class TrainingData(NamedTuple):
         return pick(idx[k:]), pick(idx[:k])
 
 
+def _stateless(seed):
+    """A `[2]` stateless seed from an int (TFP's `sanitize_seed(int)` would draw it from a
+    stateful sampler, so the same int would give different momenta on a second call)."""
+    return tf.constant([int(seed), 0], tf.int32)
+
+
 def collect(target, initial, num_trajectories, num_steps, step_size, seed):
     """Runs the chained trajectories and returns their points as `TrainingData`.
 
@@ -66,19 +71,18 @@ def collect(target, initial, num_trajectories, num_steps, step_size, seed):
 
     @tf.function(jit_compile=True)
     def trajectory(x, v):
-        lp, g = vg(x)
-        state = LeapfrogState(x, v, lp, g)
-        qs, ps, gs, vs = [], [], [], []
-        for _ in range(int(num_steps)):       # short: unrolled, one point per step
-            state = leapfrog_trajectory(state, vg, eps, 1)
-            qs.append(state.position)
-            ps.append(state.momentum)
-            gs.append(state.grad)
-            vs.append(state.value)
-        return (state.position, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1),
-                tf.stack(vs, 1))
+        # a loop, not unrolled: XLA's compile time grows with the graph, and an unrolled
+        # trajectory on an expensive log-density (an Inference Gym model) took minutes
+        def step(state, _):
+            return leapfrog_trajectory(state, vg, eps, 1)
 
-    seeds = tf.random.experimental.stateless_split(tfp.random.sanitize_seed(int(seed)),
+        lp, g = vg(x)
+        path = tf.scan(step, tf.range(int(num_steps)), initializer=LeapfrogState(x, v, lp, g))
+        swap = lambda t: tf.experimental.numpy.swapaxes(t, 0, 1)   # [steps, chains] first
+        return (path.position[-1], swap(path.position), swap(path.momentum), swap(path.grad),
+                swap(path.value))
+
+    seeds = tf.random.experimental.stateless_split(_stateless(seed),
                                                    int(num_trajectories))
     qs, ps, gs, vs = [], [], [], []
     for k in range(int(num_trajectories)):
@@ -144,7 +148,7 @@ def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
             gs.append(state.grad_theta)
         return state.theta, state.u, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1)
 
-    seeds = tf.random.experimental.stateless_split(tfp.random.sanitize_seed(int(seed)),
+    seeds = tf.random.experimental.stateless_split(_stateless(seed),
                                                    2 * int(num_trajectories))
     qs, ps, gs = [], [], []
     for k in range(int(num_trajectories)):

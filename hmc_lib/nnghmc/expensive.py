@@ -58,7 +58,7 @@ def settings(scale):
     """Run sizes per experiment at `scale` ("ci", "book" or "paper").
 
     GARCH: the paper's ε = 0.002, L = 15 and 1000 observations (300 at ci); GP: the paper's
-    ε = 0.05, L = 20 and 500 × 4 inputs (100 at ci, 250 at book: each gradient is a Cholesky
+    ε = 0.05, L = 20 and 500 × 4 inputs (100 at ci, 150 at book: each gradient is a Cholesky
     of n × n per chain). `collect`: HMC draws whose gradients train the network after
     `burnin` (the paper: draws 1000–2000 for GARCH, the first 1000 for GP). Table 4: the
     paper's grid at paper scale, reduced below. Table 3: Cover-Type-shaped simulated data,
@@ -70,31 +70,31 @@ def settings(scale):
     p = lambda **kw: scale_mod.pick(scale=scale, **kw)
     return dict(
         garch=dict(target=dict(num_obs=p(ci=300, book=1000, paper=1000)), step_size=0.002, L=15,
-                   chains=4, num_results=p(ci=150, book=1000, paper=10000),
-                   burnin=p(ci=50, book=200, paper=1000), collect=p(ci=100, book=400, paper=1000),
+                   chains=4, num_results=p(ci=150, book=500, paper=10000),
+                   burnin=p(ci=50, book=100, paper=1000), collect=p(ci=100, book=400, paper=1000),
                    net=dict(hidden=50, epochs=p(ci=20, book=50, paper=50), batch_size=64,
                             learning_rate=1e-2),
                    seeds=p(ci=1, book=3, paper=3), jit_compile=True, fits=p(ci=1, book=2, paper=2)),
-        gp_matern=dict(target=dict(num_data=p(ci=100, book=250, paper=500)), step_size=0.05,
-                       L=20, chains=4, num_results=p(ci=100, book=600, paper=10000),
-                       burnin=p(ci=30, book=100, paper=200),
-                       collect=p(ci=60, book=200, paper=1000),
-                       net=dict(hidden=100, epochs=p(ci=30, book=100, paper=100), batch_size=64,
+        gp_matern=dict(target=dict(num_data=p(ci=100, book=150, paper=500)), step_size=0.05,
+                       L=20, chains=4, num_results=p(ci=100, book=300, paper=10000),
+                       burnin=p(ci=30, book=60, paper=200),
+                       collect=p(ci=60, book=150, paper=1000),
+                       net=dict(hidden=100, epochs=p(ci=30, book=60, paper=100), batch_size=64,
                                 learning_rate=1e-2),
                        seeds=p(ci=1, book=3, paper=3), fits=p(ci=1, book=2, paper=2),
                        # XLA's Cholesky on CPU ran 4× slower than LAPACK's at n = 500
                        jit_compile=False),
         surrogate=dict(dims=p(ci=[10, 40], book=[10, 20, 40], paper=[10, 20, 40]),
-                       sizes=p(ci=[250], book=[500, 1000], paper=[500, 1000, 2000]),
-                       step_size=0.3, L=10, chains=8, draws=p(ci=60, book=300, paper=1000),
+                       sizes=p(ci=[250], book=[250, 500], paper=[500, 1000, 2000]),
+                       step_size=0.3, L=10, chains=8, draws=p(ci=60, book=200, paper=1000),
                        # the paper's 100 hidden units and 10 epochs; its batch size and
                        # learning rate are not given
                        net=dict(hidden=100, epochs=10, batch_size=16, learning_rate=1e-2)),
-        cover_type=dict(num_data=p(ci=2000, book=20000, paper=COVER_TYPE_SHAPE[0]),
+        cover_type=dict(num_data=p(ci=2000, book=10000, paper=COVER_TYPE_SHAPE[0]),
                         num_features=COVER_TYPE_SHAPE[1], step_size=p(ci=0.01, book=0.003,
                                                                       paper=0.002),
                         L=p(ci=20, book=50, paper=50), chains=4,
-                        num_results=p(ci=100, book=500, paper=4000), burnin=50,
+                        num_results=p(ci=100, book=300, paper=4000), burnin=50,
                         collect=p(ci=100, book=100, paper=200),
                         net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                                  linear=True),
@@ -107,11 +107,11 @@ def settings(scale):
                                                   paper=(1.0, 0.3, 0.1)), friction=1.0,
                                    mh_batch_size=p(ci=1000, book=5000, paper=5000), mh_L=10,
                                    mh_step_factor=0.5)),
-        table5=dict(shrink=p(ci=40, book=10, paper=1), fits=1,
+        table5=dict(shrink=p(ci=40, book=20, paper=1), fits=1,
                     fractions=p(ci=(0.10,), book=(0.10, 0.15, 0.20), paper=(0.10, 0.15, 0.20)),
                     names=p(ci=("online_news",), book=("online_news", "census", "dota2"),
                             paper=("online_news", "census", "dota2")),
-                    num_results=p(ci=100, book=1000, paper=10000), L=20, chains=4, burnin=50,
+                    num_results=p(ci=100, book=500, paper=10000), L=20, chains=4, burnin=50,
                     net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                              linear=True)),
     )
