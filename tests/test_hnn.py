@@ -153,22 +153,27 @@ def test_hnn_field_is_divergence_free_and_conserves_its_energy(kind):
 @pytest.fixture(scope="module")
 def trained_icg():
     t = experiments.get("icg5")
-    data = collect(t, t.sample(8, 1, tf.float64), num_trajectories=10, num_steps=20,
-                   step_size=0.02, seed=3)
-    train_data, held_out = data.split(0.2, seed=0)
+    data = collect(t, t.sample(8, scale.seed(1), tf.float64), num_trajectories=10,
+                   num_steps=20, step_size=0.02, seed=scale.seed(3))
+    train_data, held_out = data.split(0.2, seed=scale.seed(0))
     res = train(train_data, kind="separable", hidden=(32, 32), num_steps=600, batch_size=256,
-                held_out=held_out, progress=False, seed=0)
+                held_out=held_out, progress=False, seed=scale.seed(0))
     return t, res, held_out
 
 
+@pytest.mark.statistical
 def test_trained_hnn_matches_true_gradients_on_held_out_points(trained_icg):
+    # Over 30 sweep seeds (HMC_BOOK_SEED = 0..29): the median relative field error on held-out
+    # points was 0.036-0.080 (mean 0.053, sd 0.010; 0.1 is 4.8 sds above the mean), and the
+    # held-out loss fell by a factor 5.4-15.1 (log-factor mean 2.17, sd 0.28; a factor 3 is
+    # 3.8 sds below it, probability about 7e-5).
     t, res, held_out = trained_icg
     pred = res.hnn.field(tf.constant(held_out.q, tf.float32)).numpy()
     true = -held_out.dh_dq
     rel = np.linalg.norm(pred - true, axis=-1) / np.linalg.norm(true, axis=-1)
     assert np.median(rel) < 0.1, np.median(rel)
     h = res.history
-    assert h["loss"].shape == (600,) and h["eval_loss"][-1] < h["eval_loss"][0] / 10
+    assert h["loss"].shape == (600,) and h["eval_loss"][-1] < h["eval_loss"][0] / 3
     assert res.grad_evals > 0 and res.seconds > 0
 
 
