@@ -182,3 +182,67 @@ def test_compare_ci_every_field_for_every_method(ci_rows):
             assert r["train_seconds"] > 0 and r["train_grad_evals"] > 0
         else:
             assert r["train_seconds"] == 0 and r["break_even_ess"] == 0
+
+
+# ------------------------------------------------------------------ seeds and reference
+
+def _rec(method, **kw):
+    base = dict(acceptance=0.8, ess_min=100.0, ess_median=150.0, rhat_max=1.0,
+                ess_per_grad=1e-3, ess_per_second=50.0, grad_evals=1e5, sample_grad_evals=1e5,
+                train_grad_evals=0.0, warmup_grad_evals=1e4, seconds=2.0, train_seconds=0.0,
+                warmup_seconds=1.0, break_even_ess=0.0, step_size=0.1)
+    base.update(kw)
+    return compare.Record(method, "banana", grid.METHODS[method], True, "", **base)
+
+
+def test_aggregate_takes_medians_and_ranges_over_training_seeds():
+    seeds = [_rec("l2hmc", ess_per_second=v, train_seconds=t, break_even_ess=b, note=n)
+             for v, t, b, n in ((10.0, 3.0, math.inf, "a"), (30.0, 1.0, 200.0, "a"),
+                                (20.0, 2.0, 500.0, "b"))]
+    r = compare.aggregate(seeds)
+    assert r.training_seeds == 3
+    assert r.ess_per_second == 20.0 and r.train_seconds == 2.0 and r.break_even_ess == 500.0
+    assert r.spread["ess_per_second"] == [10.0, 30.0]
+    assert r.spread["break_even_ess"] == [200.0, math.inf]
+    assert r.spread["bias_sd"] is None  # no ground truth in these records
+    assert r.note == "seed 1: a; seed 2: a; seed 3: b"
+    assert set(r.spread) == set(compare.SPREAD)
+    one = _rec("nuts")
+    assert compare.aggregate([one]) is one and one.training_seeds == 0
+    with pytest.raises(ValueError, match="records"):
+        compare.aggregate([])
+    with pytest.raises(ValueError, match="one method"):
+        compare.aggregate([_rec("l2hmc"), _rec("hnn_hmc")])
+    with pytest.raises(ValueError, match="untrained"):
+        compare.aggregate([one, one])
+
+
+def test_break_even_reference_is_the_fastest_converged_untrained_method():
+    fast_stuck = _rec("hmc", ess_per_second=500.0, rhat_max=1.5)
+    slow_ok = _rec("nuts", ess_per_second=40.0, rhat_max=1.01)
+    learned = _rec("l2hmc", ess_per_second=1000.0, train_seconds=1.0)
+    ref, note = compare.reference([fast_stuck, slow_ok, learned])
+    assert ref is slow_ok and note == ""
+    ref, note = compare.reference([fast_stuck, _rec("nuts", ess_per_second=40.0, rhat_max=1.2)])
+    assert ref is fast_stuck and "no untrained method converged" in note
+    assert compare.reference([learned]) == (None, "")
+
+
+def test_run_rejects_bad_workers():
+    with pytest.raises(ValueError, match="workers"):
+        compare.run("ci", workers=0)
+
+
+def test_gym_icg_log_prob_matches_the_gyms_own():
+    """`gym_icg` evaluates the gym's multivariate normal with L⁻¹ precomputed; it must agree
+    with the gym's own `unnormalized_log_prob` (float32 round-off of values near −10³)."""
+    t = targets.get("gym_icg")
+    x = tf.random.stateless_normal([64, t.dim], seed=[5, 6]) * 3.0
+    ours = t.log_prob(x).numpy()
+    gym = t.model.unnormalized_log_prob(x).numpy()
+    np.testing.assert_allclose(ours, gym, rtol=2e-5, atol=1e-3)
+    g = t.grad_log_prob(x).numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        lp = t.model.unnormalized_log_prob(x)
+    np.testing.assert_allclose(g, tape.gradient(lp, x).numpy(), rtol=1e-3, atol=1e-2)

@@ -327,3 +327,22 @@ def test_efficiency_per_draw():
     assert efficiency_per_draw(np.zeros((5, 2, 2)), np.ones(2)) < 1e-3   # a stuck chain
     with pytest.raises(ValueError, match="samples"):
         efficiency_per_draw(np.zeros((1, 2, 2)), np.ones(2))
+
+
+def test_recorded_headline_is_complete_and_bad_files_are_refused(tmp_path):
+    """The recorded paper-scale headline (chapter 3) carries its provenance, and its summary
+    row is the median and range of its seed rows."""
+    import json
+    from hmc_lib.nnghmc import experiments
+    rec = experiments.recorded_headline()
+    assert rec["scale"] == "paper" and rec["command"].startswith("python -m hmc_lib.bench")
+    nn = [r for r in rec["rows"] if r["method"] == "nnghmc"]
+    (summary,) = [r for r in rec["rows"] if r["method"] == "nnghmc/hmc"]
+    assert len(nn) >= 3 and all(r["num_data"] == 50000 for r in nn)
+    sp = [r["speedup"] for r in nn]
+    assert summary["speedup_median"] == pytest.approx(float(np.median(sp)))
+    assert summary["speedup_min"] == min(sp) and summary["speedup_max"] == max(sp)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="missing"):
+        experiments.recorded_headline(str(bad))

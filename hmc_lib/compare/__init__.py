@@ -7,7 +7,8 @@ import each other); nothing in the library imports it. Used by `book/09_compare.
 - `grid`: the methods, the targets per scale, which method applies where (and why not), and
   the run sizes;
 - `runner`: `run(scale) -> (records, seconds)`, one `Record` per (method, target) with every
-  field; `tfp_nuts`, the TFP baseline; `standardised`, the warm-up's preconditioning;
+  field (learned ones: the median over training seeds, `aggregate`); `reference`, the
+  break-even reference; `tfp_nuts`, the TFP baseline; `standardised`, the warm-up's preconditioning;
 - `metrics`: bias in posterior sds, the break-even number of effective draws, and ESS per
   second with training amortised.
 """
@@ -15,9 +16,10 @@ import each other); nothing in the library imports it. Used by `book/09_compare.
 from hmc_lib.compare import grid, metrics
 from hmc_lib.compare.grid import METHODS, applies, settings, targets_at
 from hmc_lib.compare.metrics import amortised_rate, bias, break_even
-from hmc_lib.compare.runner import (MEASURES, BIAS_FIELDS, Record, ground_truth, run,
-                                    run_target, standardised, tfp_nuts)
+from hmc_lib.compare.runner import (MEASURES, BIAS_FIELDS, SPREAD, Record, aggregate,
+                                    ground_truth, reference, run, run_target, standardised,
+                                    tfp_nuts)
 
 __all__ = ["grid", "metrics", "METHODS", "applies", "settings", "targets_at", "amortised_rate",
-           "bias", "break_even", "MEASURES", "BIAS_FIELDS", "Record", "ground_truth", "run",
-           "run_target", "standardised", "tfp_nuts"]
+           "bias", "break_even", "MEASURES", "BIAS_FIELDS", "SPREAD", "Record", "aggregate",
+           "ground_truth", "reference", "run", "run_target", "standardised", "tfp_nuts"]

@@ -33,6 +33,10 @@ PSEUDO_MARGINAL = ("pm_hmc", "pm_nuts")
 BOOK_TARGETS = ("icg50", "banana", "mog", "logreg", "glmm")
 GYM_TARGETS = ("gym_eight_schools", "gym_brownian", "gym_funnel", "gym_icg")
 PM_TARGETS = ("glmm",)
+#: rough relative cost of a target at `book` scale (measured wall clock, 2 cores), so that
+#: `runner.run` starts the costliest first; targets not listed count 1
+COST = {"gym_brownian": 2.0, "logreg": 2.0, "gym_funnel": 1.2, "gym_eight_schools": 1.2,
+        "glmm": 0.5}
 
 
 def targets_at(scale=None):
@@ -65,6 +69,7 @@ def settings(scale=None):
     p = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
     return dict(
         chains=p(8, 16, 32),
+        training_seeds=p(2, 3, 3),         # per learned method (the book's rule: >= 3)
         warmup=p(100, 200, 1000),          # NUTS warm-up (Stan's windows) shared by our methods
         hmc_warmup=p(40, 100, 300),        # HMC's own step-size warm-up (mass from NUTS's)
         draws=p(100, 400, 2000),

@@ -4,6 +4,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+#: a run whose largest split R̂ (`hmc_lib.diagnostics.rhat`) exceeds this has not converged:
+#: its chains disagree, and its ESS and rates mean little
+RHAT_OK = 1.1
+
 
 class Bias(NamedTuple):
     """Errors of a run's moments against the ground truth, in posterior standard deviations.

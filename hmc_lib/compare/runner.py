@@ -15,8 +15,11 @@ draws (a practitioner's default start; no exact draws):
    matrix (TFP's documented recipe);
 4. the learned samplers train *here*, on this target, from the warm state: no chapter saves a
    network trained on these targets (chapters 2, 3 and 7 train on their own toy targets or
-   on different settings), so reusing one would not be honest. Training cost is reported
-   apart (`train_seconds`, `train_grad_evals`) with its `break_even_ess`.
+   on different settings), so reusing one would not be honest. Each trains once per
+   training seed (`settings(scale)["training_seeds"]`, the same warm-up for all); its
+   record holds the median of each measure over the seeds and their range in `spread`.
+   Training cost is reported apart (`train_seconds`, `train_grad_evals`) with its
+   `break_even_ess`.
 
 For the GLMM (pseudo-marginal): PM-HMC's warm-up (`hmc_lib.warmup` with `PMHMC`, step size
 and θ's mass), then PM-HMC, and PM-NUTS with the same step size and mass; their draws are
@@ -27,10 +30,22 @@ Measures (all from the kept draws only): `acceptance`; `ess_min`, `ess_median` (
 chains); `ess_per_grad` = ESS_min / (true gradients of sampling + of training);
 `ess_per_second` = ESS_min / sampling seconds (compilation excluded); bias against the ground
 truth in posterior sds (`hmc_lib.compare.metrics.bias`; None with `bias_note` where the target
-has none); `break_even_ess` against the best untrained method on the target by ESS per second.
+has none); `break_even_ess` against the reference: the untrained method with the highest ESS
+per second among those whose chains converged (largest split R̂ at most `metrics.RHAT_OK`),
+or, where none converged, among all untrained ones (and `reference_note` says so).
+
+`run` spreads the targets over worker processes (one per core by default, each
+single-threaded, so no two measurements share a core); each target's result depends only on
+its seed, not on which worker ran it.
 """
 
+import concurrent.futures
 import math
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Any, NamedTuple, Optional
 
@@ -65,9 +80,12 @@ class Record(NamedTuple):
     seconds: sampling wall clock; train_seconds: training wall clock (collection, fitting,
       probes; compilation included); warmup_seconds.
     break_even_ess: effective draws after which training pays off against
-      `reference_method` (0 if untrained, inf if never).
+      `reference_method` (0 if untrained, inf if never); reference_note: why that reference.
     step_size, num_leapfrog_steps (None for NUTS-type), draws, chains: run settings.
     note: anything a reader must know about this cell (e.g. NNgHMC fell back to HMC).
+    training_seeds: how many training seeds the learned method ran (0 if untrained); every
+      measure above is then the median over them, and `spread` maps each of `SPREAD` to its
+      `[min, max]` over the seeds (None if untrained).
     paper: None (the comparison has no published numbers; kept for the benchmark's format).
     """
     method: str
@@ -94,20 +112,30 @@ class Record(NamedTuple):
     warmup_seconds: Optional[float] = None
     break_even_ess: Optional[float] = None
     reference_method: str = ""
+    reference_note: str = ""
     step_size: Optional[float] = None
     num_leapfrog_steps: Optional[int] = None
     draws: Optional[int] = None
     chains: Optional[int] = None
     note: str = ""
+    training_seeds: int = 0
+    spread: Optional[dict] = None
     paper: Any = None
 
 
 #: the measures every applicable record must carry as finite numbers (break_even_ess may be
 #: inf: "never"); bias fields may be None only where the target has no ground truth
 MEASURES = ("acceptance", "ess_min", "ess_median", "rhat_max", "ess_per_grad",
-            "ess_per_second", "grad_evals", "sample_grad_evals", "train_grad_evals", "warmup_grad_evals",
+            "ess_per_second", "grad_evals", "sample_grad_evals", "train_grad_evals",
+            "warmup_grad_evals",
             "seconds", "train_seconds", "warmup_seconds", "break_even_ess")
 BIAS_FIELDS = ("bias_sd", "sd_error", "bias_mcse")
+#: how far apart the seeds of successive training seeds are (a target's own seeds are its
+#: base + 1 ... 13, and targets' bases 100 apart)
+_SEED_STRIDE = 10_000
+#: the measures whose range over training seeds a learned record carries in `spread`
+SPREAD = ("acceptance", "ess_min", "rhat_max", "ess_per_grad", "ess_per_second", "bias_sd",
+          "train_seconds", "break_even_ess")
 
 
 # ----------------------------------------------------------------------------- ground truth
@@ -248,63 +276,72 @@ def _run_standard(tname, target, cfg, methods, seed):
             note="no mass matrix (TFP's recipe); warm-up gradients estimated from the kept "
                  "draws' mean trajectory length")
 
-    if "l2hmc" in methods:
-        from hmc_lib.l2hmc import L2HMC, train as l2_train
-        c = cfg["l2hmc"]
-        t0 = time.perf_counter()
-        dyn, hist = l2_train(tz, num_train_steps=c["train_steps"], batch_size=chains,
-                             num_leapfrog_steps=c["num_leapfrog_steps"], step_size=eps_nuts,
-                             hidden_units=c["hidden_units"], burn_in_weight=0.0,
-                             init_state=z0, seed=seed + 6)
-        train_s = time.perf_counter() - t0
-        train_grads = c["train_steps"] * chains * c["num_leapfrog_steps"]
-        z, tr = sample(L2HMC(tz, dyn), draws, hist["final_state"], seed=seed + 7)
-        rec["l2hmc"] = _measure("l2hmc", tname, to_x(z), tr, truth, train_seconds=train_s,
-                                train_grads=train_grads,
-                                step_size=float(dyn.step_size.numpy()),
-                                num_steps=c["num_leapfrog_steps"], **common)
+    def learned(s):
+        """The learned methods with training seed `s` (the shared warm-up above)."""
+        out = {}
+        if "l2hmc" in methods:
+            from hmc_lib.l2hmc import L2HMC, train as l2_train
+            c = cfg["l2hmc"]
+            t0 = time.perf_counter()
+            dyn, hist = l2_train(tz, num_train_steps=c["train_steps"], batch_size=chains,
+                                 num_leapfrog_steps=c["num_leapfrog_steps"], step_size=eps_nuts,
+                                 hidden_units=c["hidden_units"], burn_in_weight=0.0,
+                                 init_state=z0, seed=s + 6)
+            train_s = time.perf_counter() - t0
+            train_grads = c["train_steps"] * chains * c["num_leapfrog_steps"]
+            z, tr = sample(L2HMC(tz, dyn), draws, hist["final_state"], seed=s + 7)
+            out["l2hmc"] = _measure("l2hmc", tname, to_x(z), tr, truth, train_seconds=train_s,
+                                    train_grads=train_grads,
+                                    step_size=float(dyn.step_size.numpy()),
+                                    num_steps=c["num_leapfrog_steps"], **common)
 
-    if "nnghmc" in methods:
-        from hmc_lib.nnghmc import run_schedule
-        c = cfg["nnghmc"]
-        res = run_schedule(tz, wh.state, eps_hmc, L, draws, collect_from=0,
-                           collect_until=c["collect"], retrain_every=max(1, c["collect"] // 2),
-                           probe_steps=c["probe_steps"], tolerance=c["tolerance"],
-                           net_kwargs=c["net"], seed=seed + 8)
-        fell_back = res.log["method"] != "nnghmc"
-        rec["nnghmc"] = _measure(
-            "nnghmc", tname, to_x(res.samples), res.trace, truth,
-            train_seconds=res.log["overhead_seconds"],
-            train_grads=res.log["collect_grad_evals"], step_size=eps_hmc, num_steps=L,
-            note=("the network never reached HMC's acceptance: fell back to HMC" if fell_back
-                  else f"switched to the network after {res.log['switched_at']} HMC draws"),
-            **hmc_common)
+        if "nnghmc" in methods:
+            from hmc_lib.nnghmc import run_schedule
+            c = cfg["nnghmc"]
+            res = run_schedule(tz, wh.state, eps_hmc, L, draws, collect_from=0,
+                               collect_until=c["collect"], retrain_every=max(1, c["collect"] // 2),
+                               probe_steps=c["probe_steps"], tolerance=c["tolerance"],
+                               net_kwargs=c["net"], seed=s + 8)
+            fell_back = res.log["method"] != "nnghmc"
+            out["nnghmc"] = _measure(
+                "nnghmc", tname, to_x(res.samples), res.trace, truth,
+                train_seconds=res.log["overhead_seconds"],
+                train_grads=res.log["collect_grad_evals"], step_size=eps_hmc, num_steps=L,
+                note=("the network never reached HMC's acceptance: fell back to HMC" if fell_back
+                      else f"switched to the network after {res.log['switched_at']} HMC draws"),
+                **hmc_common)
 
-    if "hnn_hmc" in methods or "hnn_nuts" in methods:
-        from hmc_lib.hnn import HNNHMC, HNNNUTS, collect, train as hnn_train
-        c = cfg["hnn"]
-        t0 = time.perf_counter()
-        data = collect(tz, tf.cast(z0, tf.float64), c["num_trajectories"], c["num_steps"],
-                       eps_nuts, seed=seed + 9)
-        fit = hnn_train(data, kind="separable", hidden=c["hidden"], num_steps=c["train_steps"],
-                        batch_size=c["batch_size"], learning_rate=c["learning_rate"],
-                        seed=seed + 10, progress=False)
-        train_s = time.perf_counter() - t0
-        hnn_kw = dict(train_seconds=train_s, train_grads=fit.grad_evals, **common)
-        if "hnn_hmc" in methods:
-            z, tr = sample(HNNHMC(tz, fit.hnn, eps_hmc if need_hmc_eps else eps_nuts, L),
-                           draws, z0, seed=seed + 12)
-            rec["hnn_hmc"] = _measure("hnn_hmc", tname, to_x(z), tr, truth,
-                                      step_size=eps_hmc, num_steps=L,
-                                      note="exact Metropolis test on the true H", **hnn_kw)
-        if "hnn_nuts" in methods:
-            z, tr = sample(HNNNUTS(tz, fit.hnn, eps_nuts, max_tree_depth=depth,
-                                   max_hnn_error=c["max_hnn_error"], cool_down=c["cool_down"]),
-                           draws, z0, seed=seed + 13)
-            rec["hnn_nuts"] = _measure(
-                "hnn_nuts", tname, to_x(z), tr, truth, step_size=eps_nuts,
-                note=f"fell back to true gradients on {100 * np.mean(tr['fell_back']):.0f}% "
-                     "of transitions", **hnn_kw)
+        if "hnn_hmc" in methods or "hnn_nuts" in methods:
+            from hmc_lib.hnn import HNNHMC, HNNNUTS, collect, train as hnn_train
+            c = cfg["hnn"]
+            t0 = time.perf_counter()
+            data = collect(tz, tf.cast(z0, tf.float64), c["num_trajectories"], c["num_steps"],
+                           eps_nuts, seed=s + 9)
+            fit = hnn_train(data, kind="separable", hidden=c["hidden"], num_steps=c["train_steps"],
+                            batch_size=c["batch_size"], learning_rate=c["learning_rate"],
+                            seed=s + 10, progress=False)
+            train_s = time.perf_counter() - t0
+            hnn_kw = dict(train_seconds=train_s, train_grads=fit.grad_evals, **common)
+            if "hnn_hmc" in methods:
+                z, tr = sample(HNNHMC(tz, fit.hnn, eps_hmc if need_hmc_eps else eps_nuts, L),
+                               draws, z0, seed=s + 12)
+                out["hnn_hmc"] = _measure("hnn_hmc", tname, to_x(z), tr, truth,
+                                          step_size=eps_hmc, num_steps=L,
+                                          note="exact Metropolis test on the true H", **hnn_kw)
+            if "hnn_nuts" in methods:
+                z, tr = sample(HNNNUTS(tz, fit.hnn, eps_nuts, max_tree_depth=depth,
+                                       max_hnn_error=c["max_hnn_error"], cool_down=c["cool_down"]),
+                               draws, z0, seed=s + 13)
+                out["hnn_nuts"] = _measure(
+                    "hnn_nuts", tname, to_x(z), tr, truth, step_size=eps_nuts,
+                    note=f"fell back to true gradients on {100 * np.mean(tr['fell_back']):.0f}% "
+                         "of transitions", **hnn_kw)
+        return out
+
+    if any(m in grid.LEARNED for m in methods):
+        runs = [learned(seed + _SEED_STRIDE * k) for k in range(cfg["training_seeds"])]
+        for m in runs[0]:
+            rec[m] = [r[m] for r in runs]
     return rec
 
 
@@ -346,31 +383,70 @@ def _run_pm(tname, target, cfg, methods, seed):
     return rec
 
 
-def _with_break_even(records):
-    """Fills `break_even_ess` and `reference_method` of one target's applicable records."""
-    ran = [r for r in records if r.applicable]
-    base = [r for r in ran if r.method not in grid.LEARNED]
+def reference(records):
+    """`(record, note)`: the break-even reference among one target's untrained `records`
+    (their pseudo-marginal ones included): highest ESS per second among those whose largest
+    R̂ is at most `metrics.RHAT_OK`, else among all (the note says so). None if none ran."""
+    base = [r for r in records if r.applicable and r.method not in grid.LEARNED]
     if not base:
-        return records
-    ref = max(base, key=lambda r: r.ess_per_second)
-    out = []
-    for r in records:
-        if r.applicable:
-            r = r._replace(reference_method=ref.method, break_even_ess=metrics.break_even(
-                r.train_seconds, r.ess_per_second, ref.ess_per_second))
-        out.append(r)
-    return out
+        return None, ""
+    ok = [r for r in base if r.rhat_max <= metrics.RHAT_OK]
+    if ok:
+        return max(ok, key=lambda r: r.ess_per_second), ""
+    return (max(base, key=lambda r: r.ess_per_second),
+            f"no untrained method converged (R̂ > {metrics.RHAT_OK}): the fastest of them")
+
+
+def _with_break_even(cells):
+    """`cells`: method -> list of Records (one per training seed; one if untrained). Fills
+    `break_even_ess`, `reference_method` and `reference_note` of every record."""
+    ref, note = reference([rs[0] for rs in cells.values()])
+    if ref is None:
+        return cells
+    return {m: [r._replace(reference_method=ref.method, reference_note=note,
+                           break_even_ess=metrics.break_even(r.train_seconds, r.ess_per_second,
+                                                             ref.ess_per_second))
+                for r in rs] for m, rs in cells.items()}
+
+
+def aggregate(records):
+    """One Record from a learned method's Records over training seeds (same method and
+    target): each measure (`MEASURES`, `BIAS_FIELDS`, `step_size`) the median over seeds,
+    `spread` the `[min, max]` of each of `SPREAD`, `training_seeds` their number, and the
+    notes joined per seed where they differ. A single untrained record is returned as is."""
+    if not records:
+        raise ValueError("`records` is empty")
+    if len({(r.method, r.target) for r in records}) != 1:
+        raise ValueError("`records` must all be of one method and target")
+    first = records[0]
+    if first.method not in grid.LEARNED or not first.applicable:
+        if len(records) != 1:
+            raise ValueError(f"{first.method!r} is untrained: expected one record")
+        return first
+    med = {}
+    for f in MEASURES + BIAS_FIELDS + ("step_size",):
+        vals = [getattr(r, f) for r in records]
+        med[f] = None if any(v is None for v in vals) else float(np.median(vals))
+    spread = {f: None if getattr(first, f) is None else
+              [float(min(getattr(r, f) for r in records)),
+               float(max(getattr(r, f) for r in records))] for f in SPREAD}
+    notes = [r.note for r in records]
+    note = notes[0] if len(set(notes)) == 1 else "; ".join(
+        f"seed {k + 1}: {n}" for k, n in enumerate(notes))
+    return first._replace(note=note, training_seeds=len(records), spread=spread, **med)
 
 
 def run_target(name, scale=None, methods=None, seed=None):
     """Every method of `methods` (default: all of `grid.METHODS`) on target `name`; one
-    `Record` per method, in `grid.METHODS` order (n/a ones included)."""
+    `Record` per method, in `grid.METHODS` order (n/a ones included; learned ones aggregated
+    over training seeds by `aggregate`)."""
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a target name (str), got {name!r}")
     methods = tuple(grid.METHODS) if methods is None else tuple(methods)
     for m in methods:
         if m not in grid.METHODS:
-            raise ValueError(f"unknown method in `methods`: {m!r}; known: {', '.join(grid.METHODS)}")
+            raise ValueError(f"unknown method in `methods`: {m!r}; "
+                             f"known: {', '.join(grid.METHODS)}")
     cfg = grid.settings(scale)
     seed = scale_mod.seed(1000) if seed is None else int(seed)
     target = _load_target(name, cfg)
@@ -379,20 +455,76 @@ def run_target(name, scale=None, methods=None, seed=None):
         done = _run_pm(name, target, cfg, run, seed)
     else:
         done = _run_standard(name, target, cfg, run, seed)
-    records = [done[m] if m in done else _na(m, name, grid.applies(m, name)[1])
-               for m in methods]
-    return _with_break_even(records)
+    cells = _with_break_even({m: (v if isinstance(v, list) else [v]) for m, v in done.items()})
+    return [aggregate(cells[m]) if m in cells else _na(m, name, grid.applies(m, name)[1])
+            for m in methods]
 
 
-def run(scale=None, target_names=None, methods=None, seed=None):
+def run(scale=None, target_names=None, methods=None, seed=None, workers=None):
     """The whole comparison at `scale`: `run_target` for each of `target_names` (default
-    `grid.targets_at(scale)`); returns `(records, seconds)` (total wall clock)."""
+    `grid.targets_at(scale)`); returns `(records, seconds)` (total wall clock), records in
+    target order.
+
+    workers: how many targets run at once (default: one per core, at most one per target).
+      With more than one, each target runs in a fresh Python process of its own, limited to
+      one thread, so that no two timed runs share a core and a target's result depends on
+      its seed only (not on what ran before it); 1 runs every target here, in this process.
+    """
     t0 = time.perf_counter()
+    scale = scale_mod.get() if scale is None else scale
     names = grid.targets_at(scale) if target_names is None else tuple(target_names)
-    records = []
+    if workers is None:
+        workers = min(len(names), os.cpu_count() or 1)
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"`workers` must be a positive int, got {workers!r}")
+    jobs = []
     for k, name in enumerate(names):
-        s = None if seed is None else int(seed) + 100 * k
-        if s is None:
-            s = scale_mod.seed(1000 + 100 * k)
-        records += run_target(name, scale=scale, methods=methods, seed=s)
-    return records, time.perf_counter() - t0
+        s = scale_mod.seed(1000 + 100 * k) if seed is None else int(seed) + 100 * k
+        jobs.append(dict(name=name, scale=scale, methods=methods, seed=s))
+    if workers == 1:
+        results = [run_target(**job) for job in jobs]
+    else:
+        # the costliest targets first, so that no worker is left with one at the end
+        order = sorted(range(len(jobs)), key=lambda k: grid.COST.get(names[k], 1.0),
+                       reverse=True)
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = {k: pool.submit(_in_subprocess, jobs[k]) for k in order}
+            results = [futures[k].result() for k in range(len(jobs))]
+    return [r for rs in results for r in rs], time.perf_counter() - t0
+
+
+def _in_subprocess(job):
+    """`run_target(**job)` in a fresh single-threaded Python (`python -m
+    hmc_lib.compare._worker`), the job and its records passed as pickles."""
+    with tempfile.TemporaryDirectory(prefix="hmc_compare_") as tmp:
+        inp, out = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "records.pkl")
+        with open(inp, "wb") as f:
+            pickle.dump(job, f)
+        proc = subprocess.run([sys.executable, "-m", "hmc_lib.compare._worker", inp, out],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_worker_env())
+        if proc.returncode != 0:
+            raise RuntimeError(f"the comparison on target {job['name']!r} failed in its "
+                               f"worker process:\n{proc.stderr[-4000:]}")
+        with open(out, "rb") as f:
+            return pickle.load(f)
+
+
+def _worker_env():
+    # the child imports this very `hmc_lib`, wherever the parent found it
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                PYTHONPATH=root + (os.pathsep + path if path else ""))
+
+
+def _worker_main(inp, out):
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.get_logger().setLevel("ERROR")
+    with open(inp, "rb") as f:
+        job = pickle.load(f)
+    records = run_target(**job)
+    with open(out, "wb") as f:
+        pickle.dump(records, f)
+

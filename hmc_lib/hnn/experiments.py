@@ -188,7 +188,7 @@ def settings(scale=None):
                    hidden=pick((32, 32), (64, 64), (100, 100, 100, 100)),
                    learning_rate=5e-3),
         targets=pick(("gmm1d", "icg5", "rosenbrock3d"), TARGETS, TARGETS),
-        sample=dict(chains=16, num_results=pick(200, 500, 5000), burnin=pick(50, 100, 1000)),
+        sample=dict(chains=16, num_results=pick(200, 350, 5000), burnin=pick(50, 100, 1000)),
         step_size={"gmm1d": 0.1, "icg5": 0.05, "funnel2d": 0.05, "rosenbrock3d": 0.05},
         data_step_size={"gmm1d": 0.05, "icg5": 0.02, "funnel2d": 0.02,
                         "rosenbrock3d": 0.02},

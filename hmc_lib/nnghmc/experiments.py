@@ -12,8 +12,11 @@ and the benchmark run the same experiments. Numbers in `PAPER` are typed from Li
   N(0, I) such as `targets.analytic.banana_to_normal` or `diagonal_to_normal`);
 - `mean_agreement`: two runs' posterior means agree within between-chain error
   (`laplace_starts` gives near-stationary starts for the logistic regression).
+- `recorded_headline`: the recorded paper-size headline run (`bench nnghmc_headline`).
 """
 
+import json
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -86,11 +89,12 @@ def compare_kwargs(cfg):
                 net_kwargs=cfg["net"])
 
 
-def run_compare(target, cfg, x0, seed, step_size=None):
-    """`schedule.compare` with the settings `cfg` (one entry of `settings`); its 4-tuple."""
+def run_compare(target, cfg, x0, seed, step_size=None, criterion="acceptance"):
+    """`schedule.compare` with the settings `cfg` (one entry of `settings`) and the schedule's
+    switch `criterion` ("acceptance" or "ess_per_second"); its 4-tuple."""
     eps = cfg["step_size"] if step_size is None else step_size
     return compare(target, x0, eps, cfg["L"], cfg["num_results"], seed=seed,
-                   **compare_kwargs(cfg))
+                   criterion=criterion, **compare_kwargs(cfg))
 
 
 def logreg_step_size(cfg, num_data):
@@ -121,7 +125,7 @@ class SeedRun(NamedTuple):
     schedule: Any
 
 
-def logreg_seeds(cfg, num_data, seeds):
+def logreg_seeds(cfg, num_data, seeds, criterion="acceptance"):
     """The logistic-regression comparison of HMC and scheduled NNgHMC, once per seed.
 
     The data are the same for every seed (data seed 0); `seed` drives HMC, the gradient
@@ -132,6 +136,7 @@ def logreg_seeds(cfg, num_data, seeds):
       cfg: `settings(scale)["logreg"]`.
       num_data: rows of X.
       seeds: ints (pass them through `hmc_lib.scale.seed`).
+      criterion: the schedule's switch test (`run_schedule`'s `criterion`).
     Returns:
       A list of `SeedRun`, one per seed, in order.
     """
@@ -142,7 +147,8 @@ def logreg_seeds(cfg, num_data, seeds):
     eps = logreg_step_size(cfg, num_data)
     runs = []
     for s in seeds:
-        h, n, hmc_run, res = run_compare(target, cfg, x0, seed=int(s), step_size=eps)
+        h, n, hmc_run, res = run_compare(target, cfg, x0, seed=int(s), step_size=eps,
+                                         criterion=criterion)
         row = dict(seed=int(s), num_data=int(num_data), dim=target.dim,
                    hmc_ess_per_second=h["ess_per_second_total"],
                    nnghmc_ess_per_second=n["ess_per_second_total"],
@@ -242,3 +248,22 @@ def laplace_starts(target, num_chains, seed=0):
     mode, cov = logreg_laplace(target)
     draws = np.random.default_rng(int(seed)).multivariate_normal(mode, cov, int(num_chains))
     return tf.constant(draws, tf.float32)
+
+
+# --- The paper-size headline row, recorded ------------------------------------------------
+
+#: the recorded output of `python -m hmc_lib.bench nnghmc_headline --scale paper --json`
+HEADLINE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorded",
+                             "headline_paper.json")
+
+
+def recorded_headline(path=HEADLINE_FILE):
+    """The recorded paper-scale headline run (`hmc_lib.bench.nnghmc_headline`): a dict with
+    `command`, `date`, `machine`, `total_seconds` and `rows` (the benchmark's rows: per seed
+    an `hmc` and an `nnghmc` row, then the `nnghmc/hmc` summary)."""
+    with open(path) as f:
+        rec = json.load(f)
+    missing = {"command", "date", "machine", "total_seconds", "rows"} - set(rec)
+    if missing:
+        raise ValueError(f"{path}: missing {sorted(missing)}")
+    return rec
