@@ -76,6 +76,31 @@ def step_seeds(seed, n):
     return tf.random.experimental.stateless_split(seed, n)
 
 
+#: compiled chunk functions kept per kernel object (the oldest dropped first)
+_MAX_COMPILED_PER_KERNEL = 8
+
+
+def _compiled(kernel, settings, fns, build):
+    """The compiled chunk function for `kernel` with `settings` (chunk size, XLA) and the
+    caller's `fns` (`trace_fn`, `keep_fn`, matched by identity; None for the defaults),
+    built by `build()` the first time. It is kept on the kernel object, so sampling again
+    with the same kernel (a longer run, another seed, a network whose weights were copied
+    in) re-uses the traced and compiled graph. Kernels are immutable, so the graph stays valid."""
+    store = getattr(kernel, "__dict__", None)
+    if store is None:
+        return build()
+    cache = store.setdefault("_hmc_lib_compiled", {})
+    key = (settings, tuple(None if f is None else id(f) for f in fns))
+    hit = cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], fns)):
+        return hit[1]
+    compiled = build()
+    cache[key] = (fns, compiled)   # holds `fns`, so no other function can take their ids
+    while len(cache) > _MAX_COMPILED_PER_KERNEL:
+        cache.pop(next(iter(cache)))
+    return compiled
+
+
 def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
            previous_kernel_results=None, trace_fn=None, keep_fn=None, chunk_size=None,
            jit_compile=True, progress=False):
@@ -112,6 +137,7 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     state = _check_state(current_state)
     results = (kernel.bootstrap_results(state) if previous_kernel_results is None
                else previous_kernel_results)
+    user_fns = (trace_fn, keep_fn)
     trace_fn = trace_fn or _default_trace_fn(_trace_fields(kernel))
     keep_fn = keep_fn or (lambda s: s)
 
@@ -138,7 +164,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         stack = lambda tas: tf.nest.map_structure(lambda ta: ta.stack(), tas)
         return state, results, stack(kept), stack(traced)
 
-    compiled = tf.function(run_chunk, jit_compile=jit_compile, autograph=False)
+    compiled = _compiled(kernel, (chunk_size, bool(jit_compile)), user_fns,
+                         lambda: tf.function(run_chunk, jit_compile=jit_compile, autograph=False))
     num_burnin_chunks = math.ceil(num_burnin_steps / chunk_size)
     num_result_chunks = math.ceil(num_results / chunk_size)
     total = num_burnin_chunks + num_result_chunks

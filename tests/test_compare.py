@@ -228,6 +228,37 @@ def test_break_even_reference_is_the_fastest_converged_untrained_method():
     assert compare.reference([learned]) == (None, "")
 
 
+def test_guidance_holds_for_every_training_seed():
+    """`worst`, `converged`, `amortised_range` and `winner` on hand-made cells, as Records and
+    as the dicts chapter 9 reads back from JSON."""
+    learned = compare.aggregate([
+        _rec("l2hmc", ess_per_second=e, train_seconds=t, rhat_max=r)
+        for e, t, r in ((100.0, 4.0, 1.02), (300.0, 2.0, 1.05), (200.0, 3.0, 1.2))])
+    fast = compare.aggregate([_rec("l2hmc", ess_per_second=e, train_seconds=1.0)
+                              for e in (90.0, 95.0, 100.0)])
+    nuts = _rec("nuts", ess_per_second=60.0)
+    stuck = _rec("hmc", ess_per_second=1e4, rhat_max=1.3)
+    for cell in (learned, learned._asdict()):
+        assert compare.worst(cell, "rhat_max") == 1.2          # the worst seed's R̂
+        assert compare.worst(cell, "ess_per_second", high=False) == 100.0
+    assert compare.worst(nuts, "rhat_max") == nuts.rhat_max
+    # converged only if every seed converged (the median R̂ 1.05 would pass)
+    not_run = compare.Record("tfp_nuts", "banana", "TFP", False, "n/a")
+    assert compare.converged([learned, nuts, stuck, not_run]) == [nuts]
+    # amortised over n effective draws: n / (train + n / rate)
+    lo, mid, hi = compare.amortised_range(learned, 600.0)
+    assert (lo, mid, hi) == (600.0 / (4.0 + 6.0), 600.0 / (3.0 + 3.0), 600.0 / (2.0 + 2.0))
+    assert compare.amortised_range(nuts, 600.0) == (60.0, 60.0, 60.0)
+    # for many draws the learned cell wins, for every seed only against nuts alone
+    score = lambda r: compare.amortised_range(r, 1e6)
+    assert compare.winner([nuts, learned], score) == (learned, True)
+    w = compare.winner([nuts, learned, fast], score)
+    assert w.record is learned and not w.sure                 # fast's best seed beats its worst
+    # for few draws, training dominates and nuts wins for every seed
+    assert compare.winner([nuts, learned], lambda r: compare.amortised_range(r, 10.0)) == (nuts, True)
+    assert compare.winner([], score) == (None, False)
+
+
 def test_run_rejects_bad_workers():
     with pytest.raises(ValueError, match="workers"):
         compare.run("ci", workers=0)

@@ -1,4 +1,6 @@
-"""Measures of the comparison: bias against ground truth, break-even, amortised ESS per second."""
+"""Measures of the comparison: bias against ground truth, break-even, amortised ESS per second;
+and the guidance built on them that must hold for every training seed (`worst`, `converged`,
+`amortised_range`, `winner`)."""
 
 from typing import NamedTuple
 
@@ -68,3 +70,60 @@ def amortised_rate(ess_wanted, ess_per_second, train_seconds):
     if not ess_per_second > 0:
         raise ValueError(f"`ess_per_second` must be > 0, got {ess_per_second!r}")
     return n / (float(train_seconds) + n / float(ess_per_second))
+
+
+# ------------------------------------------------------------ guidance that holds for every seed
+
+def _field(record, name):
+    """`record[name]` for a dict (a record read back from JSON), else the attribute."""
+    return record[name] if isinstance(record, dict) else getattr(record, name)
+
+
+def worst(record, field, high=True):
+    """`field` of a cell at its worst training seed: the top of its range over seeds when
+    `high` (e.g. R̂, break-even), the bottom otherwise (e.g. ESS); the value itself for an
+    untrained cell (no `spread`, or no range for `field`)."""
+    spread = _field(record, "spread")
+    if not spread or spread.get(field) is None:
+        return _field(record, field)
+    return spread[field][1 if high else 0]
+
+
+def converged(records):
+    """The applicable records whose largest R̂ is at most `RHAT_OK` at every training seed."""
+    return [r for r in records if _field(r, "applicable") and worst(r, "rhat_max") <= RHAT_OK]
+
+
+def amortised_range(record, ess_wanted):
+    """`(lowest, median, highest)` ESS per second when `ess_wanted` effective draws are wanted
+    and training is charged (`amortised_rate`): the lowest pairs the slowest seed's sampling
+    with the slowest seed's training, the highest the fastest with the fastest; all three
+    equal for an untrained cell."""
+    med = float(amortised_rate(ess_wanted, _field(record, "ess_per_second"),
+                               _field(record, "train_seconds")))
+    spread = _field(record, "spread")
+    if not spread:
+        return med, med, med
+    (e_lo, e_hi), (t_lo, t_hi) = spread["ess_per_second"], spread["train_seconds"]
+    return (float(amortised_rate(ess_wanted, e_lo, t_hi)), med,
+            float(amortised_rate(ess_wanted, e_hi, t_lo)))
+
+
+class Winner(NamedTuple):
+    """`winner`'s answer: `record` (None if there were no candidates), and `sure`: whether its
+    lowest score beats every other candidate's highest (it wins for every training seed)."""
+    record: object
+    sure: bool
+
+
+def winner(candidates, score):
+    """The candidate with the highest median score, where `score(record)` gives
+    `(lowest, median, highest)` over training seeds (`amortised_range`, or `(worst(r, f,
+    high=False), r[f], worst(r, f))`). Ties go to the first. Returns a `Winner`."""
+    candidates = list(candidates)
+    if not candidates:
+        return Winner(None, False)
+    scores = [score(r) for r in candidates]
+    k = max(range(len(candidates)), key=lambda i: scores[i][1])
+    sure = all(scores[k][0] >= s[2] for i, s in enumerate(scores) if i != k)
+    return Winner(candidates[k], sure)

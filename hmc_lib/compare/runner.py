@@ -52,7 +52,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
-from hmc_lib import diagnostics, scale as scale_mod, targets
+from hmc_lib import _reuse, diagnostics, scale as scale_mod, targets
 from hmc_lib.compare import grid, metrics
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.kernels.nuts import NUTS
@@ -276,6 +276,20 @@ def _run_standard(tname, target, cfg, methods, seed):
             note="no mass matrix (TFP's recipe); warm-up gradients estimated from the kept "
                  "draws' mean trajectory length")
 
+    # Each learned sampler's kernel is built once, around the first seed's network; later
+    # seeds copy their weights into that network, so `sample` re-uses the compiled graph
+    # (tracing and compiling cost more than a 400-draw run; the draws are unchanged).
+    nets, kernels = {}, {}
+
+    def reused(name, net, build):
+        if name in nets:
+            _reuse.copy_weights(net, nets[name])
+        else:
+            nets[name] = net
+        if name not in kernels:
+            kernels[name] = build(nets[name])
+        return kernels[name]
+
     def learned(s):
         """The learned methods with training seed `s` (the shared warm-up above)."""
         out = {}
@@ -289,7 +303,8 @@ def _run_standard(tname, target, cfg, methods, seed):
                                  init_state=z0, seed=s + 6)
             train_s = time.perf_counter() - t0
             train_grads = c["train_steps"] * chains * c["num_leapfrog_steps"]
-            z, tr = sample(L2HMC(tz, dyn), draws, hist["final_state"], seed=s + 7)
+            z, tr = sample(reused("l2hmc", dyn, lambda d: L2HMC(tz, d)), draws,
+                           hist["final_state"], seed=s + 7)
             out["l2hmc"] = _measure("l2hmc", tname, to_x(z), tr, truth, train_seconds=train_s,
                                     train_grads=train_grads,
                                     step_size=float(dyn.step_size.numpy()),
@@ -323,15 +338,17 @@ def _run_standard(tname, target, cfg, methods, seed):
             train_s = time.perf_counter() - t0
             hnn_kw = dict(train_seconds=train_s, train_grads=fit.grad_evals, **common)
             if "hnn_hmc" in methods:
-                z, tr = sample(HNNHMC(tz, fit.hnn, eps_hmc if need_hmc_eps else eps_nuts, L),
-                               draws, z0, seed=s + 12)
+                kernel = reused("hnn_hmc", fit.hnn, lambda h: HNNHMC(
+                    tz, h, eps_hmc if need_hmc_eps else eps_nuts, L))
+                z, tr = sample(kernel, draws, z0, seed=s + 12)
                 out["hnn_hmc"] = _measure("hnn_hmc", tname, to_x(z), tr, truth,
                                           step_size=eps_hmc, num_steps=L,
                                           note="exact Metropolis test on the true H", **hnn_kw)
             if "hnn_nuts" in methods:
-                z, tr = sample(HNNNUTS(tz, fit.hnn, eps_nuts, max_tree_depth=depth,
-                                       max_hnn_error=c["max_hnn_error"], cool_down=c["cool_down"]),
-                               draws, z0, seed=s + 13)
+                kernel = reused("hnn_nuts", fit.hnn, lambda h: HNNNUTS(
+                    tz, h, eps_nuts, max_tree_depth=depth, max_hnn_error=c["max_hnn_error"],
+                    cool_down=c["cool_down"]))
+                z, tr = sample(kernel, draws, z0, seed=s + 13)
                 out["hnn_nuts"] = _measure(
                     "hnn_nuts", tname, to_x(z), tr, truth, step_size=eps_nuts,
                     note=f"fell back to true gradients on {100 * np.mean(tr['fell_back']):.0f}% "

@@ -89,11 +89,26 @@ class Dynamics(tf.Module):
         masks = np.zeros((self.num_steps, self.dim))
         for t in range(self.num_steps):
             masks[t, rng.permutation(self.dim)[: self.dim // 2]] = 1.0
-        self.masks = masks  # numpy [M, dim]; constants, not trained
+        # a non-trainable variable, not a constant, so that one compiled graph serves the
+        # dynamics of every seed (their weights and masks copied in: `hmc_lib._reuse`)
+        self._mask_values = tf.Variable(masks, dtype=dtype, trainable=False, name="masks")
         self.log_step_size = tf.Variable(math.log(step_size), dtype=dtype,
                                          trainable=bool(train_step_size), name="log_step_size")
         self.x_net = Network(dim, hidden_units, seed=[int(seed), 2], dtype=dtype, name="x_net")
         self.v_net = Network(dim, hidden_units, seed=[int(seed), 3], dtype=dtype, name="v_net")
+
+    @property
+    def masks(self):
+        """numpy `[M, dim]`: 1 where step t updates a coordinate first (not trained)."""
+        return self._mask_values.numpy().astype(np.float64)
+
+    @masks.setter
+    def masks(self, value):
+        value = np.asarray(value, np.float64)
+        if value.shape != (self.num_steps, self.dim):
+            raise ValueError(f"`masks` must have shape [{self.num_steps}, {self.dim}], got "
+                             f"{list(value.shape)}")
+        self._mask_values.assign(value.astype(self._mask_values.dtype.as_numpy_dtype))
 
     @property
     def config(self):
@@ -187,7 +202,7 @@ class Dynamics(tf.Module):
         if grad is None or value is None:
             value, grad = value_and_grad_fn(x)
         eps = tf.cast(self.step_size, x.dtype)
-        masks = tf.constant(self.masks, x.dtype)
+        masks = tf.cast(self._mask_values, x.dtype)
         m_steps = self.num_steps
 
         def body(i, x, v, value, g, logdet):

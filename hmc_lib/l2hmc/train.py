@@ -14,7 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from hmc_lib import _checks
+from hmc_lib import _checks, _reuse
 from hmc_lib.kernels import metropolis
 from hmc_lib.l2hmc.dynamics import Dynamics
 from hmc_lib.l2hmc.kernel import target_value_and_grad
@@ -55,6 +55,90 @@ def _tempered(value_and_grad_fn, temperature):
         value, grad = value_and_grad_fn(x)
         return value / temperature, grad / temperature
     return fn
+
+
+class _Workspace:
+    """The dynamics, the optimizer and the compiled training chunk that reads them.
+
+    `spec`: the Python settings baked into the graph (see `train`). `reset(dynamics)` copies a
+    run's initial weights in and zeroes the optimizer; the trainer copies the result out.
+    """
+
+    def __init__(self, value_and_grad_fn, dynamics, spec):
+        self.dynamics, self.spec = dynamics, dict(spec)
+        self.variables = dynamics.trainable()
+        self.optimizer = Adam(self.variables)
+        self._value_and_grad_fn = value_and_grad_fn
+        self.compile(spec["jit_compile"])
+
+    def reset(self, dynamics):
+        _reuse.copy_weights(dynamics, self.dynamics)
+        for slot in self.optimizer.m + self.optimizer.v:
+            slot.assign(tf.zeros_like(slot))
+        self.optimizer.iterations.assign(0)
+
+    def compile(self, jit_compile):
+        self.jit_compile = bool(jit_compile)
+        self.compiled = tf.function(self._run_chunk, jit_compile=self.jit_compile,
+                                    autograph=False)
+
+    def _one_step(self, k, x, step_seed):
+        spec, dynamics, variables = self.spec, self.dynamics, self.variables
+        dtype, use_q = spec["dtype"], spec["use_q"]
+        s_z, s_v, s_d, s_acc = tf.unstack(tf.random.experimental.stateless_split(step_seed, 4))
+        n = tf.shape(x)[0]
+        if use_q:
+            z = tf.random.stateless_normal(tf.shape(x), seed=s_z, dtype=dtype)
+            start = tf.concat([x, z], 0)
+        else:
+            start = x
+        v = tf.random.stateless_normal(tf.shape(start), seed=s_v, dtype=dtype)
+        d = tf.where(tf.random.stateless_uniform(tf.shape(start)[:1], seed=s_d) < 0.5,
+                     tf.constant(-1.0, dtype), tf.constant(1.0, dtype))
+        frac = tf.minimum(tf.cast(k, dtype) / max(spec["anneal_steps"], 1), 1.0)
+        temperature = tf.exp(tf.constant(spec["log_t0"], dtype) * (1.0 - frac))
+        fn = _tempered(self._value_and_grad_fn, temperature)
+        value, grad = fn(start)
+        with tf.GradientTape() as tape:
+            end = dynamics.trajectory(start, v, d, fn, value, grad)
+            lar = (end.value - value + metropolis.kinetic_energy(v)
+                   - metropolis.kinetic_energy(end.momentum) + end.log_det_jacobian)
+            accept = acceptance_probability(lar)
+            loss = esjd_loss(start[:n], end.position[:n], accept[:n], spec["scale"])
+            if use_q:
+                loss += spec["burn_in_weight"] * esjd_loss(start[n:], end.position[n:],
+                                                           accept[n:], spec["scale"])
+        grads = tape.gradient(loss, variables)
+        lr = tf.constant(spec["learning_rate"], dtype) * tf.pow(
+            tf.constant(spec["decay_rate"], dtype),
+            tf.floor(tf.cast(k, dtype) / spec["decay_steps"]))
+        applied = self.optimizer.apply(grads, lr)
+        u = tf.random.stateless_uniform([n], seed=s_acc, dtype=dtype)
+        ok = metropolis.all_finite(end.position[:n])
+        x_new = metropolis.choose((u < accept[:n]) & ok, end.position[:n], x)
+        stats = dict(loss=loss, acceptance=tf.reduce_mean(accept[:n]),
+                     esjd=tf.reduce_mean(expected_jump(start[:n], end.position[:n], accept[:n])),
+                     step_size=tf.cast(dynamics.step_size, dtype), learning_rate=lr,
+                     temperature=temperature, skipped=tf.cast(~applied, dtype))
+        return x_new, stats
+
+    def _run_chunk(self, x, k0, chunk_seeds):
+        names = ("loss", "acceptance", "esjd", "step_size", "learning_rate", "temperature",
+                 "skipped")
+        chunk_size, dtype = self.spec["chunk_size"], self.spec["dtype"]
+        arrays = {n: tf.TensorArray(dtype, size=chunk_size) for n in names}
+
+        def body(i, x, arrays):
+            x, stats = self._one_step(k0 + i, x, chunk_seeds[i])
+            return i + 1, x, {n: arrays[n].write(i, stats[n]) for n in names}
+
+        _, x, arrays = tf.while_loop(lambda i, *_: i < chunk_size, body,
+                                     (tf.constant(0), x, arrays))
+        return x, {n: a.stack() for n, a in arrays.items()}
+
+
+#: compiled training loops, one per (target, dynamics' architecture, settings)
+_WORKSPACES = _reuse.Cache(maxsize=4)
 
 
 def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, step_size=0.1,
@@ -130,61 +214,20 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
     num_chunks = math.ceil(num_train_steps / chunk_size)
     seeds = tf.reshape(tf.random.experimental.stateless_split(root[1], num_chunks * chunk_size),
                        [num_chunks, chunk_size, 2])
-    variables = dynamics.trainable()
-    optimizer = Adam(variables)
-    log_t0 = math.log(float(initial_temperature))
-    use_q = burn_in_weight > 0  # λ_b = 0: no burn-in batch is simulated at all
-
-    def one_step(k, x, step_seed):
-        s_z, s_v, s_d, s_acc = tf.unstack(tf.random.experimental.stateless_split(step_seed, 4))
-        n = tf.shape(x)[0]
-        if use_q:
-            z = tf.random.stateless_normal(tf.shape(x), seed=s_z, dtype=dtype)
-            start = tf.concat([x, z], 0)
-        else:
-            start = x
-        v = tf.random.stateless_normal(tf.shape(start), seed=s_v, dtype=dtype)
-        d = tf.where(tf.random.stateless_uniform(tf.shape(start)[:1], seed=s_d) < 0.5,
-                     tf.constant(-1.0, dtype), tf.constant(1.0, dtype))
-        frac = tf.minimum(tf.cast(k, dtype) / max(anneal_steps, 1), 1.0)
-        temperature = tf.exp(tf.constant(log_t0, dtype) * (1.0 - frac))
-        fn = _tempered(value_and_grad_fn, temperature)
-        value, grad = fn(start)
-        with tf.GradientTape() as tape:
-            end = dynamics.trajectory(start, v, d, fn, value, grad)
-            lar = (end.value - value + metropolis.kinetic_energy(v)
-                   - metropolis.kinetic_energy(end.momentum) + end.log_det_jacobian)
-            accept = acceptance_probability(lar)
-            loss = esjd_loss(start[:n], end.position[:n], accept[:n], scale)
-            if use_q:
-                loss += burn_in_weight * esjd_loss(start[n:], end.position[n:], accept[n:], scale)
-        grads = tape.gradient(loss, variables)
-        lr = tf.constant(learning_rate, dtype) * tf.pow(tf.constant(decay_rate, dtype),
-                                    tf.floor(tf.cast(k, dtype) / decay_steps))
-        applied = optimizer.apply(grads, lr)
-        u = tf.random.stateless_uniform([n], seed=s_acc, dtype=dtype)
-        ok = metropolis.all_finite(end.position[:n])
-        x_new = metropolis.choose((u < accept[:n]) & ok, end.position[:n], x)
-        stats = dict(loss=loss, acceptance=tf.reduce_mean(accept[:n]),
-                     esjd=tf.reduce_mean(expected_jump(start[:n], end.position[:n], accept[:n])),
-                     step_size=tf.cast(dynamics.step_size, dtype), learning_rate=lr,
-                     temperature=temperature, skipped=tf.cast(~applied, dtype))
-        return x_new, stats
-
-    def run_chunk(x, k0, chunk_seeds):
-        names = ("loss", "acceptance", "esjd", "step_size", "learning_rate", "temperature",
-                 "skipped")
-        arrays = {n: tf.TensorArray(dtype, size=chunk_size) for n in names}
-
-        def body(i, x, arrays):
-            x, stats = one_step(k0 + i, x, chunk_seeds[i])
-            return i + 1, x, {n: arrays[n].write(i, stats[n]) for n in names}
-
-        _, x, arrays = tf.while_loop(lambda i, *_: i < chunk_size, body,
-                                     (tf.constant(0), x, arrays))
-        return x, {n: a.stack() for n, a in arrays.items()}
-
-    compiled = tf.function(run_chunk, jit_compile=bool(jit_compile), autograph=False)
+    spec = dict(use_q=burn_in_weight > 0, dtype=dtype, anneal_steps=anneal_steps,
+                log_t0=math.log(float(initial_temperature)), scale=float(scale),
+                burn_in_weight=float(burn_in_weight), learning_rate=float(learning_rate),
+                decay_rate=float(decay_rate), decay_steps=int(decay_steps),
+                chunk_size=chunk_size, jit_compile=bool(jit_compile))
+    if type(dynamics) is Dynamics:
+        # one traced and compiled training loop per (target, architecture, settings): a new
+        # seed copies its initial weights into the workspace's dynamics (`hmc_lib._reuse`)
+        settings = (_reuse.structure(dynamics, exclude=("seed", "step_size")), tuple(sorted((k, str(v)) for k, v in spec.items())))
+        work = _WORKSPACES.get((target,), settings, lambda: _Workspace(
+            value_and_grad_fn, Dynamics(**dynamics.config), spec))
+        work.reset(dynamics)
+    else:
+        work = _Workspace(value_and_grad_fn, dynamics, spec)
     chunks = range(num_chunks)
     if progress:
         from tqdm.auto import tqdm
@@ -194,16 +237,18 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
     for c in chunks:
         t0 = time.perf_counter()
         try:
-            x, stats = compiled(x, tf.constant(c * chunk_size), seeds[c])
+            x, stats = work.compiled(x, tf.constant(c * chunk_size), seeds[c])
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
                 tf.errors.InternalError):
-            if c > 0 or not jit_compile:
+            if c > 0 or not work.jit_compile:
                 raise
-            compiled = tf.function(run_chunk, jit_compile=False, autograph=False)
-            x, stats = compiled(x, tf.constant(c * chunk_size), seeds[c])
+            work.compile(jit_compile=False)
+            x, stats = work.compiled(x, tf.constant(c * chunk_size), seeds[c])
         records.append({n: s.numpy() for n, s in stats.items()})
         times.append(time.perf_counter() - t0)
     train_seconds = time.perf_counter() - start_time
+    if work.dynamics is not dynamics:
+        _reuse.copy_weights(work.dynamics, dynamics)
     typical = float(np.median(times[1:])) if len(times) > 1 else float("nan")
     per_step = np.repeat(np.asarray(times) / chunk_size, chunk_size)[:num_train_steps]
     history = {n: np.concatenate([r[n] for r in records])[:num_train_steps]

@@ -94,6 +94,11 @@ class GradientNet(tf.Module):
         self.y_mean = tf.Variable(tf.zeros([self.dim], dtype), trainable=False, name="y_mean")
         self.y_scale = tf.Variable(tf.ones([self.dim], dtype), trainable=False, name="y_scale")
 
+    def config(self):
+        """The architecture (JSON-serialisable; `GradientNet(**config)` rebuilds it)."""
+        return dict(dim=self.dim, hidden=list(self.hidden), blocks=list(self.block_sizes),
+                    activation=self.activation, dtype=self.dtype.name, linear=self.linear)
+
     @property
     def num_params(self):
         """Number of trainable weights and biases."""

@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hmc_lib import _checks
+from hmc_lib import _checks, _reuse
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.nnghmc.kernel import NNgHMC, RecordingHMC
+from hmc_lib.nnghmc.networks import GradientNet
 from hmc_lib.sampling import sample
 
 
@@ -37,6 +38,36 @@ class Collected(NamedTuple):
     seconds: float
 
 
+#: kernels (and the network a probe kernel runs) per (target, ε, L): `hmc_lib.sample` keeps
+#: its compiled graph on the kernel object, so re-using the object re-uses the graph
+_KERNELS = _reuse.Cache(maxsize=8)
+
+
+def _kernel(kind, target_log_prob_fn, step_size, num_leapfrog_steps):
+    """The `kind` (`HMC` or `RecordingHMC`) kernel for this target, ε and L, built once."""
+    return _KERNELS.get((target_log_prob_fn,),
+                        (kind.__name__, _reuse.as_key(step_size), int(num_leapfrog_steps)),
+                        lambda: kind(target_log_prob_fn, step_size, num_leapfrog_steps))
+
+
+def _nnghmc_kernel(target_log_prob_fn, grad_fn, step_size, num_leapfrog_steps):
+    """An `NNgHMC` kernel running `grad_fn`. For a `GradientNet` it is one kernel per target,
+    ε, L and architecture, its own network holding a copy of `grad_fn`'s weights (so
+    successive fits share one compiled sampler); for any other callable a new kernel."""
+    if not isinstance(grad_fn, GradientNet):
+        return NNgHMC(target_log_prob_fn, grad_fn, step_size, num_leapfrog_steps)
+
+    def build():
+        net = GradientNet(**grad_fn.config())
+        return net, NNgHMC(target_log_prob_fn, net, step_size, num_leapfrog_steps)
+
+    net, kernel = _KERNELS.get(
+        (target_log_prob_fn,), ("NNgHMC", _reuse.as_key(step_size), int(num_leapfrog_steps),
+                                _reuse.structure(grad_fn)), build)
+    _reuse.copy_weights(grad_fn, net)
+    return kernel
+
+
 def collect_gradients(target_log_prob_fn, current_state, step_size, num_leapfrog_steps,
                       num_results, seed=0, previous_kernel_results=None, jit_compile=True):
     """Runs `num_results` standard HMC draws and returns every leapfrog point with ∇log π there.
@@ -53,7 +84,7 @@ def collect_gradients(target_log_prob_fn, current_state, step_size, num_leapfrog
       A `Collected`.
     """
     start = time.perf_counter()
-    kernel = RecordingHMC(target_log_prob_fn, step_size, num_leapfrog_steps)
+    kernel = _kernel(RecordingHMC, target_log_prob_fn, step_size, num_leapfrog_steps)
     samples, trace = sample(kernel, num_results, current_state, seed=seed,
                             previous_kernel_results=previous_kernel_results, jit_compile=jit_compile)
     pos = trace.pop("trajectory_positions")
@@ -175,7 +206,7 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
 
     if collect_from > 0:
         t0 = time.perf_counter()
-        _, tr = sample(HMC(target_log_prob_fn, **hmc_kwargs), collect_from, state,
+        _, tr = sample(_kernel(HMC, target_log_prob_fn, **hmc_kwargs), collect_from, state,
                        seed=next(seeds), jit_compile=jit_compile)
         state, draw = tr["final_state"], collect_from
         log["collect_grad_evals"] += int(np.sum(tr["grad_evals"]))
@@ -201,8 +232,9 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
         log["histories"].append(history)
 
         t0 = time.perf_counter()
-        probe_samples, probe = sample(NNgHMC(target_log_prob_fn, grad_fn, **hmc_kwargs), int(probe_steps),
-                          state, seed=next(seeds), jit_compile=jit_compile)
+        probe_samples, probe = sample(_nnghmc_kernel(target_log_prob_fn, grad_fn, **hmc_kwargs),
+                                      int(probe_steps), state, seed=next(seeds),
+                                      jit_compile=jit_compile)
         log["probe_seconds"] += time.perf_counter() - t0
         state = probe["final_state"]    # the probe draws are valid moves of the chain
         hmc_acc = float(np.mean(np.concatenate(accepted)))
@@ -235,8 +267,8 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
             break
 
     log["method"] = "nnghmc" if log["switched_at"] is not None else "hmc"
-    kernel = (NNgHMC(target_log_prob_fn, grad_fn, **hmc_kwargs) if log["method"] == "nnghmc"
-              else HMC(target_log_prob_fn, **hmc_kwargs))
+    kernel = (_nnghmc_kernel(target_log_prob_fn, grad_fn, **hmc_kwargs)
+              if log["method"] == "nnghmc" else _kernel(HMC, target_log_prob_fn, **hmc_kwargs))
     samples, trace = sample(kernel, num_results, state, seed=next(seeds), jit_compile=jit_compile)
     log["overhead_seconds"] = (log["burnin_seconds"] + log["collect_seconds"]
                                + log["train_seconds"] + log["probe_seconds"])
