@@ -1,6 +1,7 @@
-"""Runs `python -m hmc_lib.bench nnghmc_headline --scale paper` and records its rows, with
-when, where and how long, in `hmc_lib/nnghmc/recorded/headline_paper.json` (rendered by
-chapter 3). Usage: `python tools/record_headline.py [--scale paper]`."""
+"""Runs a paper-size benchmark and records its rows, with when, where and how long, as JSON:
+`nnghmc_headline` (default) in `hmc_lib/nnghmc/recorded/headline_paper.json` (rendered by
+chapter 3), `garch_headline` in `hmc_lib/nnghmc/recorded/garch_paper.json` (chapter 6).
+Usage: `python tools/record_headline.py [--bench nnghmc_headline] [--scale paper] [--out F]`."""
 
 import argparse
 import datetime
@@ -11,6 +12,10 @@ import time
 
 from hmc_lib import bench
 from hmc_lib.nnghmc.experiments import HEADLINE_FILE
+from hmc_lib.nnghmc.expensive import GARCH_HEADLINE_FILE
+
+#: where each benchmark's record goes by default
+OUT = {"nnghmc_headline": HEADLINE_FILE, "garch_headline": GARCH_HEADLINE_FILE}
 
 
 def machine():
@@ -25,12 +30,14 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bench", default="nnghmc_headline", choices=sorted(OUT))
     parser.add_argument("--scale", default="paper")
-    parser.add_argument("--out", default=HEADLINE_FILE)
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    args.out = args.out or OUT[args.bench]
     t0 = time.perf_counter()
-    rows = bench.run("nnghmc_headline", args.scale)
-    rec = dict(command=f"python -m hmc_lib.bench nnghmc_headline --scale {args.scale} --json",
+    rows = bench.run(args.bench, args.scale)
+    rec = dict(command=f"python -m hmc_lib.bench {args.bench} --scale {args.scale} --json",
                date=datetime.date.today().isoformat(), machine=machine(),
                total_seconds=time.perf_counter() - t0, scale=args.scale, rows=rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -14,6 +14,8 @@ seed explicitly (pass it through `hmc_lib.scale.seed`).
 - `cover_type_target`, `table5_target`: simulated data of the real data sets' shapes.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -25,6 +27,10 @@ from hmc_lib.nnghmc.schedule import compare
 from hmc_lib.nnghmc.sghmc import SGHMC, logreg_minibatch_grad
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.sampling import sample
+
+#: the recorded output of `python -m hmc_lib.bench garch_headline --scale paper --json`
+GARCH_HEADLINE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorded",
+                                   "garch_paper.json")
 
 PAPER = {
     "garch": dict(hmc=dict(acceptance=0.72, ess=(99, 261, 424), seconds=436,
