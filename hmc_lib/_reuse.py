@@ -90,3 +90,27 @@ def as_key(value):
         return value
     a = np.asarray(value)
     return (a.dtype.str, a.shape, a.tobytes())
+
+
+def rebuild(module):
+    """A new network of `module`'s type and architecture (`type(module)(**config)`), with its
+    own (fresh) weights."""
+    config = module.config
+    return type(module)(**(config() if callable(config) else config))
+
+
+def kernel_for(cache, pins, settings, net, build):
+    """A kernel running network `net`'s weights whose compiled graph is shared.
+
+    The first call for `pins`, `settings` and `net`'s `structure` builds `build(copy)` around
+    a new network of the same architecture (`rebuild`); every call copies `net`'s weights into
+    that copy and returns the same kernel, so `hmc_lib.sample` re-uses its compiled graph.
+    The kernel therefore runs the weights of the latest call: use it before the next call.
+    """
+    def make():
+        own = rebuild(net)
+        return own, build(own)
+
+    own, kernel = cache.get(pins, (settings, structure(net)), make)
+    copy_weights(net, own)
+    return kernel

@@ -346,3 +346,24 @@ def test_recorded_headline_is_complete_and_bad_files_are_refused(tmp_path):
     bad.write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="missing"):
         experiments.recorded_headline(str(bad))
+
+
+def test_recorded_garch_is_complete_and_its_summary_is_computed():
+    """The recorded paper-size GARCH run (chapter 6): provenance, the paper's run length,
+    >= 3 seeds, and a summary row that is the median and range of the seed rows."""
+    from hmc_lib.nnghmc import expensive
+    rec = expensive.recorded_garch()
+    assert rec["scale"] == "paper" and "garch_headline" in rec["command"]
+    nn = [r for r in rec["rows"] if r["method"] == "NNgHMC"]
+    hmc = [r for r in rec["rows"] if r["method"] == "HMC"]
+    (summary,) = [r for r in rec["rows"] if r["method"] == "nnghmc/hmc"]
+    assert len(nn) == len(hmc) >= 3
+    assert all(r["num_results"] == expensive.settings("paper")["garch"]["num_results"]
+               for r in nn)
+    sp = [r["speedup"] for r in nn]
+    for n, h in zip(nn, hmc):
+        assert n["seed"] == h["seed"]
+        assert n["speedup"] == pytest.approx(n["ess_median_per_second"]
+                                             / h["ess_median_per_second"])
+    assert summary["speedup_median"] == pytest.approx(float(np.median(sp)))
+    assert summary["speedup_min"] == min(sp) and summary["speedup_max"] == max(sp)

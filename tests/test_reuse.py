@@ -147,3 +147,33 @@ def test_nnghmc_schedule_reuses_its_kernels_and_gives_the_same_chain():
     shared = [w[0] for _, w in schedule_module._KERNELS._entries.values() if isinstance(w, tuple)]
     assert shared and isinstance(warm.grad_fn, GradientNet)
     assert all(warm.grad_fn is not net for net in shared)
+
+
+def test_hnn_training_and_collection_reuse_their_graphs_and_match_fresh_ones():
+    from hmc_lib.hnn import collect, train as hnn_train
+    hnn_train_module = sys.modules["hmc_lib.hnn.train"]
+    data_module = sys.modules["hmc_lib.hnn.data"]
+    target = targets.get("scg")
+    x0 = tf.cast(target.sample(4, 0), tf.float64)
+    kw = dict(hidden=(8,), num_steps=5, batch_size=16, progress=False)
+
+    def run(seed):
+        data = collect(target, x0, 2, 3, 0.1, seed=seed)
+        fit = hnn_train(data, seed=seed, **kw)
+        return data, fit
+
+    d1, f1 = run(1)
+    misses = (hnn_train_module._WORKSPACES.misses, data_module._TRAJECTORIES.misses)
+    d2, f2 = run(2)
+    assert (hnn_train_module._WORKSPACES.misses, data_module._TRAJECTORIES.misses) == misses
+    assert not np.array_equal(f1.history["loss"], f2.history["loss"])
+    hnn_train_module._WORKSPACES.clear()
+    data_module._TRAJECTORIES.clear()
+    d2_fresh, f2_fresh = run(2)
+    for a, b in zip(d2, d2_fresh):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(f2.history["loss"], f2_fresh.history["loss"])
+    for a, b in zip(f2.hnn.get_weights(), f2_fresh.hnn.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # the first fit's network is its own: later fits did not overwrite it
+    assert not np.array_equal(f1.hnn.get_weights()[0], f2.hnn.get_weights()[0])

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from hmc_lib import _checks
+from hmc_lib import _checks, _reuse
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
 
 
@@ -46,6 +46,68 @@ def _stateless(seed):
     return tf.constant([int(seed), 0], tf.int32)
 
 
+#: compiled trajectories per (target, integrator, ε, steps, dtype): seeds and successive
+#: calls share them (`hmc_lib._reuse`)
+_TRAJECTORIES = _reuse.Cache(maxsize=8)
+
+
+def _leapfrog_path(target, eps, num_steps):
+    """Compiled `(x, v) -> (end, q, p, ∇log π, log π)`, the last four `[chains, steps, ...]`:
+    one leapfrog trajectory of `num_steps` steps from (x, v)."""
+    def vg(y):
+        return target.log_prob(y), target.grad_log_prob(y)
+
+    @tf.function(jit_compile=True)
+    def trajectory(x, v):
+        # a loop, not unrolled: XLA's compile time grows with the graph, and an unrolled
+        # trajectory on an expensive log-density (an Inference Gym model) took minutes
+        def step(state, _):
+            return leapfrog_trajectory(state, vg, eps, 1)
+
+        lp, g = vg(x)
+        path = tf.scan(step, tf.range(num_steps), initializer=LeapfrogState(x, v, lp, g))
+        swap = lambda t: tf.experimental.numpy.swapaxes(t, 0, 1)   # [steps, chains] first
+        return (path.position[-1], swap(path.position), swap(path.momentum), swap(path.grad),
+                swap(path.value))
+
+    return trajectory
+
+
+def _pm_path(target, h, num_steps):
+    """Compiled `(θ, u, ρ, p) -> (θ_end, u_end, θs, ρs, ∇_θ log p̂)`, the last three
+    `[chains, steps, theta_dim]`: one pseudo-marginal Strang trajectory."""
+    from hmc_lib.integrators import PMState, pm_trajectory
+    vg = target.value_and_grad
+
+    @tf.function(jit_compile=True)
+    def trajectory(theta, u, rho, p):
+        state = PMState(theta, rho, u, p, *vg(theta, u))
+        qs, ps, gs = [], [], []
+        for _ in range(num_steps):
+            state = pm_trajectory(state, vg, h, 1)
+            qs.append(state.theta)
+            ps.append(state.rho)
+            gs.append(state.grad_theta)
+        return state.theta, state.u, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1)
+
+    return trajectory
+
+
+def _finite_points(paths, dim):
+    """Training points from trajectories: `paths` holds per trajectory the tensors
+    `(q, p, g, *more)`, each `[chains, steps, ...]`. Drops every chain whose q or g is not
+    finite somewhere on that trajectory; returns float64 arrays, q, p, g as `[points, dim]`
+    and each of `more` as `[points]`."""
+    kept = []
+    for path in paths:
+        arrays = [t.numpy() for t in path]
+        q, g = arrays[0], arrays[2]
+        ok = np.all(np.isfinite(q), axis=(1, 2)) & np.all(np.isfinite(g), axis=(1, 2))
+        kept.append([a[ok] for a in arrays])
+    out = [np.concatenate(parts).astype(np.float64) for parts in zip(*kept)]
+    return [a.reshape(-1, dim) if i < 3 else a.reshape(-1) for i, a in enumerate(out)]
+
+
 def collect(target, initial, num_trajectories, num_steps, step_size, seed):
     """Runs the chained trajectories and returns their points as `TrainingData`.
 
@@ -64,41 +126,18 @@ def collect(target, initial, num_trajectories, num_steps, step_size, seed):
     _checks.positive_float(step_size, "step_size")
     x = _checks.floating(initial, "initial")
     _checks.state_shape(x, target.dim, "initial")
-    eps = tf.cast(step_size, x.dtype)
-
-    def vg(y):
-        return target.log_prob(y), target.grad_log_prob(y)
-
-    @tf.function(jit_compile=True)
-    def trajectory(x, v):
-        # a loop, not unrolled: XLA's compile time grows with the graph, and an unrolled
-        # trajectory on an expensive log-density (an Inference Gym model) took minutes
-        def step(state, _):
-            return leapfrog_trajectory(state, vg, eps, 1)
-
-        lp, g = vg(x)
-        path = tf.scan(step, tf.range(int(num_steps)), initializer=LeapfrogState(x, v, lp, g))
-        swap = lambda t: tf.experimental.numpy.swapaxes(t, 0, 1)   # [steps, chains] first
-        return (path.position[-1], swap(path.position), swap(path.momentum), swap(path.grad),
-                swap(path.value))
-
+    trajectory = _TRAJECTORIES.get(
+        (target,), ("leapfrog", _reuse.as_key(step_size), int(num_steps), x.dtype.name),
+        lambda: _leapfrog_path(target, tf.cast(step_size, x.dtype), int(num_steps)))
     seeds = tf.random.experimental.stateless_split(_stateless(seed),
                                                    int(num_trajectories))
-    qs, ps, gs, vs = [], [], [], []
+    paths = []
     for k in range(int(num_trajectories)):
         v = tf.random.stateless_normal(tf.shape(x), seed=seeds[k], dtype=x.dtype)
-        x, q, p, g, val = trajectory(x, v)
-        ok = np.all(np.isfinite(q.numpy()), axis=(1, 2)) & np.all(np.isfinite(g.numpy()),
-                                                                   axis=(1, 2))
-        qs.append(q.numpy()[ok])
-        ps.append(p.numpy()[ok])
-        gs.append(g.numpy()[ok])
-        vs.append(val.numpy()[ok])
-    d = target.dim
-    q = np.concatenate(qs).reshape(-1, d).astype(np.float64)
-    p = np.concatenate(ps).reshape(-1, d).astype(np.float64)
-    g = np.concatenate(gs).reshape(-1, d).astype(np.float64)
-    pot = -np.concatenate(vs).reshape(-1).astype(np.float64)
+        x, *path = trajectory(x, v)
+        paths.append(path)
+    q, p, g, val = _finite_points(paths, target.dim)
+    pot = -val
     chains = int(x.shape[0])
     return TrainingData(q, p, -g, p.copy(), chains * int(num_trajectories) * (int(num_steps) + 1),
                         pot)
@@ -122,7 +161,6 @@ def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
       `TrainingData` (float64) with chains·num_trajectories·num_steps points; `grad_evals`
       counts the gradients of log p̂ spent.
     """
-    from hmc_lib.integrators import PMState, pm_trajectory
     _checks.positive_int(num_trajectories, "num_trajectories")
     _checks.positive_int(num_steps, "num_steps")
     _checks.positive_float(step_size, "step_size")
@@ -134,36 +172,18 @@ def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
     if tuple(u.shape[1:]) != tuple(target.u_shape) or u.shape[0] != theta.shape[0]:
         raise ValueError(f"`u` must have shape [{theta.shape[0]}, "
                          f"{', '.join(map(str, target.u_shape))}], got {u.shape.as_list()}")
-    h = tf.cast(step_size, theta.dtype)
-    vg = target.value_and_grad
-
-    @tf.function(jit_compile=True)
-    def trajectory(theta, u, rho, p):
-        state = PMState(theta, rho, u, p, *vg(theta, u))
-        qs, ps, gs = [], [], []
-        for _ in range(int(num_steps)):
-            state = pm_trajectory(state, vg, h, 1)
-            qs.append(state.theta)
-            ps.append(state.rho)
-            gs.append(state.grad_theta)
-        return state.theta, state.u, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1)
-
+    trajectory = _TRAJECTORIES.get(
+        (target,), ("pm", _reuse.as_key(step_size), int(num_steps), theta.dtype.name),
+        lambda: _pm_path(target, tf.cast(step_size, theta.dtype), int(num_steps)))
     seeds = tf.random.experimental.stateless_split(_stateless(seed),
                                                    2 * int(num_trajectories))
-    qs, ps, gs = [], [], []
+    paths = []
     for k in range(int(num_trajectories)):
         rho = tf.random.stateless_normal(tf.shape(theta), seed=seeds[2 * k], dtype=theta.dtype)
         p = tf.random.stateless_normal(tf.shape(u), seed=seeds[2 * k + 1], dtype=theta.dtype)
-        theta, u, q, r, g = trajectory(theta, u, rho, p)
-        ok = np.all(np.isfinite(q.numpy()), axis=(1, 2)) & np.all(np.isfinite(g.numpy()),
-                                                                   axis=(1, 2))
-        qs.append(q.numpy()[ok])
-        ps.append(r.numpy()[ok])
-        gs.append(g.numpy()[ok])
-    d = target.theta_dim
-    q = np.concatenate(qs).reshape(-1, d).astype(np.float64)
-    p = np.concatenate(ps).reshape(-1, d).astype(np.float64)
-    g = np.concatenate(gs).reshape(-1, d).astype(np.float64)
+        theta, u, *path = trajectory(theta, u, rho, p)
+        paths.append(path)
+    q, p, g = _finite_points(paths, target.theta_dim)
     chains = int(theta.shape[0])
     return TrainingData(q, p, -g, p.copy(),
                         chains * int(num_trajectories) * (int(num_steps) + 1))

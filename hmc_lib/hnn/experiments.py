@@ -13,12 +13,13 @@ The targets are defined here, with the method, for now (not in `hmc_lib.targets`
   `rosenbrock3d_to_normal`).
 """
 
+import functools
 import math
 
 import numpy as np
 import tensorflow as tf
 
-from hmc_lib import scale as scale_mod
+from hmc_lib import _reuse, scale as scale_mod
 from hmc_lib.targets.base import Target
 
 SIGMA_GMM = 0.35
@@ -159,11 +160,28 @@ _TARGETS = {"gmm1d": _gmm1d, "icg5": _icg5, "funnel2d": _funnel2d,
 TARGETS = tuple(_TARGETS)
 
 
+#: targets built so far: each is built once per process (targets are immutable), so the
+#: training seeds on a target share its compiled graphs (`hmc_lib._reuse`)
+_BUILT = {}
+#: the samplers' kernels per (target, method, settings, network architecture)
+_KERNELS = _reuse.Cache(maxsize=16)
+
+
 def get(name):
-    """One of Dhulipala's targets (module docstring) as a `Target`."""
+    """One of Dhulipala's targets (module docstring) as a `Target` (the same object on every
+    call in a process)."""
     if name not in _TARGETS:
         raise ValueError(f"`name` must be one of {TARGETS}, got {name!r}")
-    return _TARGETS[name]()
+    if name not in _BUILT:
+        _BUILT[name] = _TARGETS[name]()
+    return _BUILT[name]
+
+
+@functools.lru_cache(maxsize=4)
+def _glmm(num_individuals, num_importance, seed):
+    """The GLMM of chapter 4 with this data seed, built once per process (see `_BUILT`)."""
+    from hmc_lib.targets import pseudo_marginal as pmt
+    return pmt.glmm(num_individuals=num_individuals, num_importance=num_importance, seed=seed)
 
 
 #: Chen's first replication report (Dec 2024): ESS per true gradient (PAPERS.md §3.4)
@@ -282,14 +300,18 @@ def run_hnn(name, training_seed, seed, scale=None, result=None):
     t, sc = get(name), cfg["sample"]
     x0 = initial_state(t, sc["chains"], seed)
     eps = cfg["step_size"][name]
-    kernels = (("hnn_hmc", HNNHMC(t, result.hnn, eps, cfg["hmc_steps"][name])),
-               ("hnn_hmc_chen", HNNHMC(t, result.hnn, eps, cfg["hmc_steps"][name],
-                                       exact=False)),
-               ("hnn_nuts", HNNNUTS(t, result.hnn, eps, max_tree_depth=cfg["max_tree_depth"],
-                                    max_hnn_error=cfg["max_hnn_error"],
-                                    cool_down=cfg["cool_down"])))
+    L, depth = cfg["hmc_steps"][name], cfg["max_tree_depth"]
+    builders = (
+        ("hnn_hmc", (eps, L), lambda h: HNNHMC(t, h, eps, L)),
+        ("hnn_hmc_chen", (eps, L), lambda h: HNNHMC(t, h, eps, L, exact=False)),
+        ("hnn_nuts", (eps, depth, cfg["max_hnn_error"], cfg["cool_down"]),
+         lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
+                           cool_down=cfg["cool_down"])))
     rows, draws = [], {}
-    for method, kernel in kernels:
+    for method, settings_, build in builders:
+        # one kernel per target and settings; each training seed's weights are copied in
+        kernel = _reuse.kernel_for(_KERNELS, (t,), (method, _reuse.as_key(settings_)),
+                                   result.hnn, build)
         samples, trace = sample(kernel, sc["num_results"], x0,
                                 num_burnin_steps=sc["burnin"], seed=seed + 1)
         row = _row(method, name, samples, trace, train_grads=result.grad_evals,
@@ -337,11 +359,9 @@ def train_glmm_hnn(training_seed, scale=None, progress=False):
     `data_importance` draws, Chen's method-4 loss. Returns `(TrainResult, held_out)`."""
     from hmc_lib.hnn.data import collect_pm
     from hmc_lib.hnn.train import train
-    from hmc_lib.targets import pseudo_marginal as pmt
     cfg = glmm_settings(scale)
-    data_target = pmt.glmm(num_individuals=cfg["num_individuals"],
-                           num_importance=cfg["data_importance"],
-                           seed=scale_mod.seed(cfg["data_seed"]))
+    data_target = _glmm(cfg["num_individuals"], cfg["data_importance"],
+                        scale_mod.seed(cfg["data_seed"]))
     d = cfg["data"]
     theta, u = glmm_initial_state(data_target, d["chains"], training_seed + 3000, tf.float64)
     data = collect_pm(data_target, theta, u, d["num_trajectories"], d["num_steps"],
@@ -386,11 +406,9 @@ def run_glmm(training_seeds=None, seed=0, scale=None):
     from hmc_lib.hnn.pm_kernel import HNNPMNUTS
     from hmc_lib.pm.kernel import PMNUTS
     from hmc_lib.sampling import sample
-    from hmc_lib.targets import pseudo_marginal as pmt
     cfg = glmm_settings(scale)
     seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
-    t = pmt.glmm(num_individuals=cfg["num_individuals"], num_importance=cfg["num_importance"],
-                 seed=scale_mod.seed(cfg["data_seed"]))
+    t = _glmm(cfg["num_individuals"], cfg["num_importance"], scale_mod.seed(cfg["data_seed"]))
     x0 = glmm_initial_state(t, cfg["chains"], seed)
     h, depth = cfg["step_size"], cfg["max_tree_depth"]
     keep = lambda s: s[0]
@@ -399,9 +417,15 @@ def run_glmm(training_seeds=None, seed=0, scale=None):
     rows, draws = [_glmm_row("pm_nuts", samples, trace)], {"pm_nuts": samples}
     for s in seeds:
         res, _ = train_glmm_hnn(s, scale)
-        kernel = HNNPMNUTS(t, res.hnn, h, max_tree_depth=depth,
-                           max_hnn_error=cfg["max_hnn_error"], max_lf_error=cfg["max_lf_error"],
-                           cool_down=cfg["cool_down"], u_correlation=cfg["u_correlation"])
+        kernel = _reuse.kernel_for(
+            _KERNELS, (t,), ("hnn_pm_nuts", _reuse.as_key((h, depth, cfg["max_hnn_error"],
+                                                            cfg["max_lf_error"],
+                                                            cfg["cool_down"],
+                                                            cfg["u_correlation"]))),
+            res.hnn, lambda net: HNNPMNUTS(
+                t, net, h, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
+                max_lf_error=cfg["max_lf_error"], cool_down=cfg["cool_down"],
+                u_correlation=cfg["u_correlation"]))
         samples, trace = sample(kernel, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
                                 seed=seed + 1, keep_fn=keep)
         rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from hmc_lib import _checks
+from hmc_lib import _checks, _reuse
 from hmc_lib.hnn.networks import HNN
 
 
@@ -68,6 +68,42 @@ def potential_loss_fn(hnn, q, potential):
                                     - (potential - tf.reduce_mean(potential))))
 
 
+class _Workspace:
+    """An `HNN`, its optimizer and the compiled training step and held-out loss that read
+    them, for one architecture and loss (`hmc_lib._reuse`): each `train` call copies its
+    freshly initialised network in (`reset`), trains this one, and copies the result out.
+    The data are arguments of the compiled functions, not constants in them."""
+
+    def __init__(self, hnn, loss, weights, learning_rate, num_steps):
+        self.hnn = hnn
+        self.variables = list(hnn.trainable_variables)
+        self.opt = _Adam(self.variables, learning_rate, num_steps)
+        objective = ((lambda *b: loss_fn(hnn, *b, weights=weights)) if loss == "gradient"
+                     else (lambda *b: potential_loss_fn(hnn, *b)))
+
+        @tf.function(jit_compile=True)
+        def step(idx, *arrays):
+            batch = [tf.gather(a, idx) for a in arrays]
+            with tf.GradientTape() as tape:
+                value = objective(*batch)
+            self.opt.apply(tape.gradient(value, self.variables,
+                                         unconnected_gradients=tf.UnconnectedGradients.ZERO))
+            return value
+
+        self.step = step
+        self.evaluate = tf.function(objective)
+
+    def reset(self, hnn):
+        _reuse.copy_weights(hnn, self.hnn)
+        for slot in self.opt.m + self.opt.v:
+            slot.assign(tf.zeros_like(slot))
+        self.opt.t.assign(0.0)
+
+
+#: compiled training steps, one per (architecture, loss, optimizer settings)
+_WORKSPACES = _reuse.Cache(maxsize=4)
+
+
 def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=2000,
           batch_size=1000, learning_rate=5e-3, weights=(1.0, 1.0), held_out=None,
           eval_every=100, seed=0, dtype=tf.float32, progress=True, latent_dim=None,
@@ -102,24 +138,12 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
     hnn.set_standardisation(data.q.mean(0), np.maximum(data.q.std(0), 1e-8))
     fields = (("q", "p", "dh_dq", "dh_dp") if loss == "gradient" else ("q", "potential"))
     arrays = [tf.constant(getattr(data, f), dtype) for f in fields]
-    variables = list(hnn.trainable_variables)
-    opt = _Adam(variables, learning_rate, num_steps)
-    w = tuple(float(x) for x in weights)
-    objective = ((lambda *b: loss_fn(hnn, *b, weights=w)) if loss == "gradient"
-                 else (lambda *b: potential_loss_fn(hnn, *b)))
-
-    @tf.function(jit_compile=True)
-    def step(idx):
-        batch = [tf.gather(a, idx) for a in arrays]
-        with tf.GradientTape() as tape:
-            value = objective(*batch)
-        opt.apply(tape.gradient(value, variables,
-                                unconnected_gradients=tf.UnconnectedGradients.ZERO))
-        return value
-
+    settings = (_reuse.structure(hnn), loss, tuple(float(x) for x in weights),
+                float(learning_rate), int(num_steps))
+    work = _WORKSPACES.get((), settings, lambda: _Workspace(_reuse.rebuild(hnn), *settings[1:]))
+    work.reset(hnn)
     held = None if held_out is None else [tf.constant(getattr(held_out, f), dtype)
                                           for f in fields]
-    evaluate = tf.function(objective)
     rng = np.random.default_rng(seed)
     losses, eval_steps, eval_losses = [], [], []
     iterator = range(int(num_steps))
@@ -129,11 +153,12 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
     start = time.perf_counter()
     for i in iterator:
         idx = rng.integers(0, n, size=min(int(batch_size), n))
-        losses.append(float(step(tf.constant(idx))))
+        losses.append(float(work.step(tf.constant(idx), *arrays)))
         if held is not None and ((i + 1) % eval_every == 0 or i + 1 == num_steps):
             eval_steps.append(i + 1)
-            eval_losses.append(float(evaluate(*held)))
+            eval_losses.append(float(work.evaluate(*held)))
     seconds = time.perf_counter() - start
+    _reuse.copy_weights(work.hnn, hnn)
     history = dict(step=np.arange(1, len(losses) + 1), loss=np.asarray(losses),
                    eval_step=np.asarray(eval_steps), eval_loss=np.asarray(eval_losses))
     return TrainResult(hnn, history, seconds, int(data.grad_evals))

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hmc_lib import diagnostics, scale as scale_mod, targets
+from hmc_lib import _reuse, diagnostics, scale as scale_mod, targets
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.l2hmc.kernel import L2HMC
 from hmc_lib.l2hmc.train import train
@@ -64,6 +64,18 @@ def sizes(scale=None, name=None):
     return out
 
 
+#: the targets of `compare`, built once per process (targets are immutable), and their
+#: kernels: the training seeds on a target share compiled graphs (`hmc_lib._reuse`)
+_TARGETS = {}
+_KERNELS = _reuse.Cache(maxsize=8)
+
+
+def _target(name):
+    if name not in _TARGETS:
+        _TARGETS[name] = targets.get(name)
+    return _TARGETS[name]
+
+
 class Comparison(NamedTuple):
     """Output of `compare`. `hmc` maps each HMC step size to `(samples, trace)`."""
     target: Any
@@ -94,7 +106,7 @@ def compare(name, scale=None, seed=0, dynamics=None, progress=False, **overrides
     if name not in SETTINGS:
         raise ValueError(f"`name` must be one of {sorted(SETTINGS)}, got {name!r}")
     opts = {**sizes(scale, name), **SETTINGS[name], **overrides}
-    target = targets.get(name)
+    target = _target(name)
     grid = tuple(opts.pop("hmc_step_sizes"))
     draws, chains = opts.pop("draws"), opts.pop("chains")
     train_jit, jit = opts.pop("train_jit"), opts.pop("sample_jit")
@@ -110,10 +122,16 @@ def compare(name, scale=None, seed=0, dynamics=None, progress=False, **overrides
                                   jit_compile=train_jit, progress=progress, **opts)
         train_seconds = time.perf_counter() - t0
     init = target.sample(chains, seed=seed + 1)
-    l2 = sample(L2HMC(target, dynamics), draws, init, seed=seed + 2, jit_compile=jit)
+    # the kernels are built once per target and settings (each seed's weights copied into
+    # the L2HMC kernel's own dynamics), so later seeds re-use the compiled samplers
+    l2_kernel = _reuse.kernel_for(_KERNELS, (target,), ("l2hmc",), dynamics,
+                                  lambda d: L2HMC(target, d))
+    l2 = sample(l2_kernel, draws, init, seed=seed + 2, jit_compile=jit)
     n = len(grid)
     step = np.repeat(np.asarray(grid, np.float32), chains)[:, None]  # one step size per chain
-    kernel = HMC(target, step_size=step, num_leapfrog_steps=dynamics.num_steps)
+    kernel = _KERNELS.get((target,), ("hmc", _reuse.as_key(step), dynamics.num_steps),
+                          lambda: HMC(target, step_size=step,
+                                      num_leapfrog_steps=dynamics.num_steps))
     init_h = target.sample(n * chains, seed=seed + 3)
     hs, ht = sample(kernel, draws, init_h, seed=seed + 4, jit_compile=jit)
     hmc = {}

@@ -123,6 +123,14 @@ def settings(scale):
     )
 
 
+def recorded_garch(path=GARCH_HEADLINE_FILE):
+    """The recorded paper-size GARCH run (`hmc_lib.bench.garch_headline`): a dict with
+    `command`, `date`, `machine`, `total_seconds`, `scale` and `rows` (per seed an `HMC` and
+    an `NNgHMC` row, then the `nnghmc/hmc` summary); checked as `recorded_headline` checks."""
+    from hmc_lib.nnghmc.experiments import recorded_headline
+    return recorded_headline(path)
+
+
 def start_state(target, name, chains):
     """`[chains, dim]` float32 starts: the simulation's true parameters (GARCH), a point of
     the bulk of the posterior (GP: log ℓ = 0.5, log σ_f² = 0.5, log σ² = −1.4)."""

@@ -53,19 +53,14 @@ def _kernel(kind, target_log_prob_fn, step_size, num_leapfrog_steps):
 def _nnghmc_kernel(target_log_prob_fn, grad_fn, step_size, num_leapfrog_steps):
     """An `NNgHMC` kernel running `grad_fn`. For a `GradientNet` it is one kernel per target,
     ε, L and architecture, its own network holding a copy of `grad_fn`'s weights (so
-    successive fits share one compiled sampler); for any other callable a new kernel."""
+    successive fits share one compiled sampler; `hmc_lib._reuse.kernel_for`); for any other
+    callable a new kernel."""
     if not isinstance(grad_fn, GradientNet):
         return NNgHMC(target_log_prob_fn, grad_fn, step_size, num_leapfrog_steps)
-
-    def build():
-        net = GradientNet(**grad_fn.config())
-        return net, NNgHMC(target_log_prob_fn, net, step_size, num_leapfrog_steps)
-
-    net, kernel = _KERNELS.get(
-        (target_log_prob_fn,), ("NNgHMC", _reuse.as_key(step_size), int(num_leapfrog_steps),
-                                _reuse.structure(grad_fn)), build)
-    _reuse.copy_weights(grad_fn, net)
-    return kernel
+    return _reuse.kernel_for(
+        _KERNELS, (target_log_prob_fn,), ("NNgHMC", _reuse.as_key(step_size),
+                                          int(num_leapfrog_steps)), grad_fn,
+        lambda net: NNgHMC(target_log_prob_fn, net, step_size, num_leapfrog_steps))
 
 
 def collect_gradients(target_log_prob_fn, current_state, step_size, num_leapfrog_steps,
