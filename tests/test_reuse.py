@@ -177,3 +177,24 @@ def test_hnn_training_and_collection_reuse_their_graphs_and_match_fresh_ones():
         np.testing.assert_array_equal(a, b)
     # the first fit's network is its own: later fits did not overwrite it
     assert not np.array_equal(f1.hnn.get_weights()[0], f2.hnn.get_weights()[0])
+
+
+def test_kernel_for_runs_the_latest_networks_weights_through_one_graph():
+    """`kernel_for` returns one kernel per structure, and it samples exactly as a kernel built
+    on the network passed last (its weights copied in), not on an earlier one's."""
+    from hmc_lib.nnghmc import NNgHMC
+    target = targets.get("scg")
+    x0 = target.sample(4, 0)
+    cache = _reuse.Cache(maxsize=2)
+    a, b = GradientNet(target.dim, hidden=8, seed=1), GradientNet(target.dim, hidden=8, seed=2)
+    build = lambda net: NNgHMC(target, net, 0.2, 4)
+    ka = _reuse.kernel_for(cache, (target,), ("nnghmc",), a, build)
+    da, _ = hmc_lib.sample(ka, 15, x0, seed=3)
+    kb = _reuse.kernel_for(cache, (target,), ("nnghmc",), b, build)
+    assert kb is ka and cache.misses == 1
+    db, _ = hmc_lib.sample(kb, 15, x0, seed=3)
+    np.testing.assert_array_equal(da, hmc_lib.sample(build(a), 15, x0, seed=3)[0])
+    np.testing.assert_array_equal(db, hmc_lib.sample(build(b), 15, x0, seed=3)[0])
+    assert not np.array_equal(da, db)
+    other = GradientNet(target.dim, hidden=8, activation="tanh")
+    assert _reuse.kernel_for(cache, (target,), ("nnghmc",), other, build) is not ka
