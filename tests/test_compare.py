@@ -291,3 +291,35 @@ def test_parallel_run_is_reproducible_and_keeps_target_order():
     drawn = lambda recs: [{k: v for k, v in r._asdict().items() if k not in clock} for r in recs]
     assert drawn(first) == drawn(again)  # everything but wall-clock times
     assert first[0].ess_min != first[1].ess_min
+
+
+class _FreshCache(compare.runner._reuse.Cache):
+    """A `_reuse.Cache` that forgets everything before each look-up: every kernel is new."""
+
+    def get(self, pins, settings, build):
+        self.clear()
+        return super().get(pins, settings, build)
+
+
+def test_learned_kernels_are_reused_across_training_seeds_with_each_seeds_weights(monkeypatch):
+    """The learned samplers' kernels are built once per target and method and shared by the
+    training seeds (`runner._KERNELS`, `_reuse.kernel_for`); each seed's draws are exactly
+    those of a kernel built fresh around its own network (fails if a seed's weights were
+    not copied in: it would sample with the previous seed's network)."""
+    from hmc_lib.compare import runner
+    cfg = grid.settings("ci")
+    target = runner._load_target("banana", cfg)
+    methods = ["l2hmc", "hnn_hmc"]
+    strip = lambda recs: {m: [{k: v for k, v in r._asdict().items() if "second" not in k}
+                              for r in rs] for m, rs in recs.items()}
+    shared = runner._KERNELS
+    shared.clear()
+    hits = shared.hits
+    reused = strip(runner._run_standard("banana", target, cfg, methods, 1000))
+    assert shared.hits - hits == (cfg["training_seeds"] - 1) * len(methods)
+    monkeypatch.setattr(runner, "_KERNELS", _FreshCache(maxsize=1))
+    fresh = strip(runner._run_standard("banana", target, cfg, methods, 1000))
+    assert runner._KERNELS.hits == 0
+    assert reused == fresh
+    for m in methods:   # the seeds really differ
+        assert reused[m][0]["ess_min"] != reused[m][1]["ess_min"]

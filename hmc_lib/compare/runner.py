@@ -133,6 +133,10 @@ BIAS_FIELDS = ("bias_sd", "sd_error", "bias_mcse")
 #: how far apart the seeds of successive training seeds are (a target's own seeds are its
 #: base + 1 ... 13, and targets' bases 100 apart)
 _SEED_STRIDE = 10_000
+#: the learned samplers' kernels per (standardised target, method, settings, network
+#: architecture): a target's training seeds share one compiled graph per method
+#: (`hmc_lib._reuse.kernel_for`); three entries hold one target's l2hmc, hnn_hmc and hnn_nuts
+_KERNELS = _reuse.Cache(maxsize=3)
 #: the measures whose range over training seeds a learned record carries in `spread`
 SPREAD = ("acceptance", "ess_min", "rhat_max", "ess_per_grad", "ess_per_second", "bias_sd",
           "train_seconds", "break_even_ess")
@@ -276,19 +280,13 @@ def _run_standard(tname, target, cfg, methods, seed):
             note="no mass matrix (TFP's recipe); warm-up gradients estimated from the kept "
                  "draws' mean trajectory length")
 
-    # Each learned sampler's kernel is built once, around the first seed's network; later
-    # seeds copy their weights into that network, so `sample` re-uses the compiled graph
-    # (tracing and compiling cost more than a 400-draw run; the draws are unchanged).
-    nets, kernels = {}, {}
-
-    def reused(name, net, build):
-        if name in nets:
-            _reuse.copy_weights(net, nets[name])
-        else:
-            nets[name] = net
-        if name not in kernels:
-            kernels[name] = build(nets[name])
-        return kernels[name]
+    # Each learned sampler's kernel is built once per standardised target and settings,
+    # around a network of the seed's architecture; every seed copies its weights into that
+    # network (`_reuse.kernel_for`), so `sample` re-uses the compiled graph (tracing and
+    # compiling cost more than a 400-draw run; the draws are unchanged).
+    def reused(method, settings_, net, build):
+        return _reuse.kernel_for(_KERNELS, (tz,), (method, _reuse.as_key(settings_)), net,
+                                 build)
 
     def learned(s):
         """The learned methods with training seed `s` (the shared warm-up above)."""
@@ -303,7 +301,7 @@ def _run_standard(tname, target, cfg, methods, seed):
                                  init_state=z0, seed=s + 6)
             train_s = time.perf_counter() - t0
             train_grads = c["train_steps"] * chains * c["num_leapfrog_steps"]
-            z, tr = sample(reused("l2hmc", dyn, lambda d: L2HMC(tz, d)), draws,
+            z, tr = sample(reused("l2hmc", (), dyn, lambda d: L2HMC(tz, d)), draws,
                            hist["final_state"], seed=s + 7)
             out["l2hmc"] = _measure("l2hmc", tname, to_x(z), tr, truth, train_seconds=train_s,
                                     train_grads=train_grads,
@@ -338,14 +336,15 @@ def _run_standard(tname, target, cfg, methods, seed):
             train_s = time.perf_counter() - t0
             hnn_kw = dict(train_seconds=train_s, train_grads=fit.grad_evals, **common)
             if "hnn_hmc" in methods:
-                kernel = reused("hnn_hmc", fit.hnn, lambda h: HNNHMC(
-                    tz, h, eps_hmc if need_hmc_eps else eps_nuts, L))
+                eps = eps_hmc if need_hmc_eps else eps_nuts
+                kernel = reused("hnn_hmc", (eps, L), fit.hnn, lambda h: HNNHMC(tz, h, eps, L))
                 z, tr = sample(kernel, draws, z0, seed=s + 12)
                 out["hnn_hmc"] = _measure("hnn_hmc", tname, to_x(z), tr, truth,
                                           step_size=eps_hmc, num_steps=L,
                                           note="exact Metropolis test on the true H", **hnn_kw)
             if "hnn_nuts" in methods:
-                kernel = reused("hnn_nuts", fit.hnn, lambda h: HNNNUTS(
+                kernel = reused("hnn_nuts", (eps_nuts, depth, c["max_hnn_error"],
+                                             c["cool_down"]), fit.hnn, lambda h: HNNNUTS(
                     tz, h, eps_nuts, max_tree_depth=depth, max_hnn_error=c["max_hnn_error"],
                     cool_down=c["cool_down"]))
                 z, tr = sample(kernel, draws, z0, seed=s + 13)
