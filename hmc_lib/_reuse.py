@@ -43,11 +43,11 @@ class Cache:
             self._entries.move_to_end(key)
             return entry[1]
         self.misses += 1
+        self._entries.pop(key, None)
+        while len(self._entries) >= self.maxsize:   # made room first: never maxsize + 1 alive
+            self._entries.popitem(last=False)
         workspace = build()
         self._entries[key] = (tuple(pins), workspace)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
         return workspace
 
     def clear(self):

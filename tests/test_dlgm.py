@@ -1,6 +1,8 @@
 """hmc_lib.dlgm: the log-likelihood estimators against a model with an analytic marginal,
 invariance of the latent-posterior samplers, training, and input validation."""
 
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -161,6 +163,32 @@ def test_training_decreases_the_loss(kind):
     # the loss starts near 64·log 2 ≈ 44 nats and falls by far more than its batch noise
     assert hist["loss"][:10].mean() > hist["loss"][-10:].mean() + 5.0
     assert hist["held_out"].shape == (2,) and hist["held_out"][-1] < 0
+
+
+def test_training_reuses_one_workspace_and_trains_exactly_as_a_fresh_one():
+    """Seeds of one configuration share a compiled workspace (`train._WORKSPACES`,
+    `hmc_lib._reuse`) and give bit-for-bit what a freshly built one gives: each seed's
+    weights are copied in, the optimizer restarts, and the result is copied out."""
+    train_module = sys.modules["hmc_lib.dlgm.train"]
+    data = load_digits()
+    kw = dict(num_train_steps=20, batch_size=20, eval_every=10, eval_samples=5,
+              hidden_units=(8,), progress=False)
+    cache = train_module._WORKSPACES
+    cache.clear()
+    first, h_first = train("hmc", data.train[:100], data.test[:20], seed=1, **kw)
+    misses = cache.misses
+    second, h_second = train("hmc", data.train[:100], data.test[:20], seed=2, **kw)
+    assert cache.misses == misses and len(cache) == 1                   # reused
+    cache.clear()
+    fresh, h_fresh = train("hmc", data.train[:100], data.test[:20], seed=2, **kw)
+    assert cache.misses == misses + 1
+    for k in ("loss", "elbo", "acceptance", "step_size", "held_out"):
+        np.testing.assert_array_equal(h_second[k], h_fresh[k])
+        assert not np.array_equal(h_first[k], h_second[k]), k
+    for a, b in zip(second.variables, fresh.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    train("vae", data.train[:100], seed=1, **kw)          # another configuration replaces it
+    assert len(cache) == 1 and cache.misses == misses + 2
 
 
 def test_digits_are_binary_with_the_fixed_split():

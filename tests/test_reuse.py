@@ -47,6 +47,18 @@ def test_cache_keys_on_pins_by_identity_and_settings_and_forgets_the_oldest():
         _reuse.Cache(maxsize=0)
 
 
+def test_cache_makes_room_before_it_builds():
+    """A miss drops the oldest entry before building the new one, so at most `maxsize`
+    workspaces are ever alive (a `Cache(maxsize=1)` holds one configuration at a time)."""
+    cache = _reuse.Cache(maxsize=1)
+    sizes = []
+    build = lambda tag: (lambda: sizes.append(len(cache)) or tag)
+    assert cache.get((), "a", build("a")) == "a"
+    assert cache.get((), "b", build("b")) == "b"
+    assert cache.get((), "b", build("again")) == "b" and len(cache) == 1
+    assert sizes == [0, 0]
+
+
 def test_copy_weights_copies_every_variable_and_refuses_another_structure():
     src, dst = GradientNet(4, hidden=8, seed=1), GradientNet(4, hidden=8, seed=2)
     src.x_mean.assign(np.arange(4.0))

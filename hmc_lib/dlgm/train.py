@@ -22,7 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from hmc_lib import _checks
+from hmc_lib import _checks, _reuse
 from hmc_lib.dlgm import data as data_lib
 from hmc_lib.dlgm import estimators
 from hmc_lib.dlgm.model import Decoder, Encoder
@@ -145,12 +145,13 @@ def _step_fn(model, train_x, batch_size, optimizer, learning_rate, esjd_scale):
     return step
 
 
-class _Worker:
+class _Workspace:
     """A model with its optimizer and compiled training chunk, reused across seeds.
 
-    Tracing the L2HMC training step takes tens of seconds, so a worker per configuration is
-    built once; each `train` call copies a freshly initialised model's weights into it,
-    resets the optimizer, trains, and copies the result back out.
+    Tracing the L2HMC training step takes tens of seconds, so a workspace per configuration
+    is built once (`_WORKSPACES`, `hmc_lib._reuse`); each `train` call copies a freshly
+    initialised model's weights into it, resets the optimizer, trains, and copies the
+    result back out.
     """
 
     names = ("loss", "elbo", "acceptance", "sampler_loss", "step_size")
@@ -185,27 +186,19 @@ class _Worker:
 
     def reset(self, source):
         """Copies `source`'s weights in and zeroes the optimizer's state."""
-        for mine, theirs in zip(self.model.variables, source.variables):
-            mine.assign(theirs)
+        _reuse.copy_weights(source, self.model)
         for slot in self.optimizer.m + self.optimizer.v:
             slot.assign(tf.zeros_like(slot))
         self.optimizer.iterations.assign(0)
 
     def copy_to(self, target):
-        for mine, theirs in zip(self.model.variables, target.variables):
-            theirs.assign(mine)
+        """Copies the trained weights out into `target` (a `DLGM` of the same configuration)."""
+        _reuse.copy_weights(self.model, target)
 
 
-_WORKERS = {}
-
-
-def _worker(config, train_np, test, *args):
-    key = (tuple(sorted(config.items())), train_np.tobytes(),
-           None if test is None else test.tobytes(), args)
-    if key not in _WORKERS:
-        _WORKERS.clear()   # one configuration at a time keeps memory flat
-        _WORKERS[key] = _Worker(config, train_np, test, *args)
-    return _WORKERS[key]
+#: the workspaces per configuration (model, data, optimizer and chunk settings): one at a
+#: time keeps memory flat
+_WORKSPACES = _reuse.Cache(maxsize=1)
 
 
 def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
@@ -249,15 +242,18 @@ def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
                   data_dim=train_np.shape[1])
     model = DLGM(seed=seed, **config)   # the result: fresh weights for this seed
     chunk = min(int(eval_every), int(num_train_steps))
-    worker = _worker(config, train_np, test, int(batch_size), float(learning_rate),
-                     float(esjd_scale), chunk, int(eval_samples), bool(jit_compile))
-    worker.reset(model)
+    args = (int(batch_size), float(learning_rate), float(esjd_scale), chunk, int(eval_samples),
+            bool(jit_compile))
+    settings = (tuple(sorted(config.items())), _reuse.as_key(train_np), _reuse.as_key(test),
+                args)
+    work = _WORKSPACES.get((), settings, lambda: _Workspace(config, train_np, test, *args))
+    work.reset(model)
     num_chunks = math.ceil(num_train_steps / chunk)
     root = tf.random.experimental.stateless_split(tf.constant([int(seed), 17], tf.int32), 2)
     seeds = tf.reshape(tf.random.experimental.stateless_split(root[0], num_chunks * chunk),
                        [num_chunks, chunk, 2])
-    names = _Worker.names
-    compiled, evaluate = worker.compiled, worker.evaluate
+    names = _Workspace.names
+    compiled, evaluate = work.compiled, work.evaluate
     chunks = range(num_chunks)
     if progress:
         from tqdm.auto import tqdm
@@ -270,7 +266,7 @@ def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
             eval_steps.append(min((c + 1) * chunk, num_train_steps))
             held_out.append(float(evaluate(root[1] + c)))
     train_seconds = time.perf_counter() - start
-    worker.copy_to(model)
+    work.copy_to(model)
     history = {n: np.concatenate([r[n] for r in records])[:num_train_steps] for n in names}
     history.update(eval_steps=np.asarray(eval_steps), held_out=np.asarray(held_out),
                    train_seconds=float(train_seconds),
