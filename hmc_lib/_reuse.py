@@ -14,6 +14,7 @@ can take their `id` while it lives. The cache is bounded (least recently used ou
 """
 
 import collections
+import functools
 
 import numpy as np
 
@@ -56,6 +57,28 @@ class Cache:
 
     def __len__(self):
         return len(self._entries)
+
+
+def memo(build):
+    """`build(key)` once per key per process.
+
+    Returns a function `get(key)` that calls `build(key)` the first time it sees `key`
+    (hashable) and returns that same object on every later call. Meant for immutable
+    objects whose *identity* matters, such as the targets that pin a `Cache`'s entries:
+    building a target again would give a new object, hence new cache keys and a new
+    compilation. Unbounded (for a handful of named objects); an exception from `build` is
+    not remembered. `get.built` is the dict `key -> object`; `get.clear()` forgets them.
+    """
+    built = {}
+
+    @functools.wraps(build)
+    def get(key):
+        if key not in built:
+            built[key] = build(key)
+        return built[key]
+
+    get.built, get.clear = built, built.clear
+    return get
 
 
 def structure(module, exclude=("seed",)):

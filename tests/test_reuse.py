@@ -59,6 +59,29 @@ def test_cache_makes_room_before_it_builds():
     assert sizes == [0, 0]
 
 
+def test_memo_builds_once_per_key_and_forgets_failures():
+    calls = []
+
+    def build(key):
+        calls.append(key)
+        if key == "bad":
+            raise ValueError("no such thing")
+        return object()
+
+    get = _reuse.memo(build)
+    a = get("a")
+    assert get("a") is a and get("b") is not a and calls == ["a", "b"]
+    for _ in range(2):                      # a failure is raised again, not remembered
+        with pytest.raises(ValueError, match="no such thing"):
+            get("bad")
+    assert calls == ["a", "b", "bad", "bad"] and set(get.built) == {"a", "b"}
+    get.clear()
+    assert get("a") is not a and calls[-1] == "a"
+    # the L2HMC experiments' targets: one object per name, so their kernels are shared
+    from hmc_lib.l2hmc import experiments as l2_ex
+    assert l2_ex._target("scg") is l2_ex._target("scg")
+
+
 def test_copy_weights_copies_every_variable_and_refuses_another_structure():
     src, dst = GradientNet(4, hidden=8, seed=1), GradientNet(4, hidden=8, seed=2)
     src.x_mean.assign(np.arange(4.0))

@@ -66,14 +66,8 @@ def sizes(scale=None, name=None):
 
 #: the targets of `compare`, built once per process (targets are immutable), and their
 #: kernels: the training seeds on a target share compiled graphs (`hmc_lib._reuse`)
-_TARGETS = {}
+_target = _reuse.memo(targets.get)
 _KERNELS = _reuse.Cache(maxsize=8)
-
-
-def _target(name):
-    if name not in _TARGETS:
-        _TARGETS[name] = targets.get(name)
-    return _TARGETS[name]
 
 
 class Comparison(NamedTuple):
