@@ -348,6 +348,58 @@ def test_recorded_headline_is_complete_and_bad_files_are_refused(tmp_path):
         experiments.recorded_headline(str(bad))
 
 
+def test_recorded_comparison_tables_a_record_and_refuses_a_tampered_summary():
+    """`recorded_comparison` (chapters 3 and 6): one table row per seed plus the paper's, the
+    verdict's outcome from the seeds' speed-ups, and a ValueError for a summary or a seed row
+    that does not match the others."""
+    import copy
+    from hmc_lib.nnghmc import expensive
+    rec = experiments.recorded_headline()
+    paper = dict(hmc_rate=1.5, nnghmc_rate=6.75, hmc_acceptance=0.8, nnghmc_acceptance=0.6,
+                 speedup=4.5)
+    args = (("hmc", "nnghmc"), "ess_per_second_total", "ESS/s")
+    out = experiments.recorded_comparison(rec, *args, paper=paper)
+    nn = [r for r in rec["rows"] if r["method"] == "nnghmc"]
+    assert list(out.table.columns) == [
+        "HMC ESS/s", "NNgHMC ESS/s (training charged)", "speed-up", "HMC acceptance",
+        "NNgHMC acceptance", "final sampler", "wall (min)"]
+    assert len(out.table) == len(nn) + 1 and out.table.index[-1] == "paper"
+    assert all(i.startswith("seed ") for i in out.table.index[:-1])
+    np.testing.assert_array_equal(out.table["speed-up"].iloc[:-1], [r["speedup"] for r in nn])
+    assert out.table.loc["paper", "speed-up"] == 4.5
+    assert np.isnan(out.table.loc["paper", "wall (min)"])
+    assert list(out.nnghmc.index) == list(out.hmc.index) == [r["seed"] for r in nn]
+    assert out.summary.method == "nnghmc/hmc"
+    sp = sorted(r["speedup"] for r in nn)
+    for p, outcome in ((sp[0], "every"), (sp[1], "median"), (sp[-1], "best"),
+                       (sp[-1] + 1.0, "none")):
+        got = experiments.recorded_comparison(rec, *args, paper={**paper, "speedup": p})
+        assert got.outcome == outcome, (p, got.outcome)
+    garch = experiments.recorded_comparison(
+        expensive.recorded_garch(), ("HMC", "NNgHMC"), "ess_median_per_second",
+        "median ESS/s", paper={**paper, "speedup": 4.98})
+    assert garch.outcome == "median" and garch.table.columns[0] == "HMC median ESS/s"
+
+    def tampered(edit):
+        bad = copy.deepcopy(rec)
+        edit(bad["rows"])
+        return bad
+
+    summary = lambda rows: next(r for r in rows if r["method"] == "nnghmc/hmc")
+    first_nn = lambda rows: next(r for r in rows if r["method"] == "nnghmc")
+    for edit, match in (
+            (lambda rows: summary(rows).update(speedup_median=6.0), "speedup_median"),
+            (lambda rows: summary(rows).update(speedup_max=9.0), "speedup_max"),
+            (lambda rows: first_nn(rows).update(speedup=4.0), "speedup"),
+            (lambda rows: rows.remove(summary(rows)), "summary row"),
+            (lambda rows: rows.append(dict(summary(rows))), "summary row"),
+            (lambda rows: rows.remove(first_nn(rows)), "seeds")):
+        with pytest.raises(ValueError, match=match):
+            experiments.recorded_comparison(tampered(edit), *args, paper=paper)
+    with pytest.raises(ValueError, match=">= 4 seeds"):
+        experiments.recorded_comparison(rec, *args, paper=paper, min_seeds=4)
+
+
 def test_recorded_garch_is_complete_and_its_summary_is_computed():
     """The recorded paper-size GARCH run (chapter 6): provenance, the paper's run length,
     >= 3 seeds, and a summary row that is the median and range of the seed rows."""

@@ -267,3 +267,92 @@ def recorded_headline(path=HEADLINE_FILE):
     if missing:
         raise ValueError(f"{path}: missing {sorted(missing)}")
     return rec
+
+
+#: `RecordedComparison.outcome`: how the seeds' speed-ups compare with the paper's
+OUTCOMES = ("every", "median", "best", "none")
+
+
+class RecordedComparison(NamedTuple):
+    """Output of `recorded_comparison`.
+
+    table: `pd.DataFrame`, one row per seed (`"seed <k>"`) then `"paper"`; columns
+      `HMC <rate_label>`, `NNgHMC <rate_label> (training charged)`, `speed-up`,
+      `HMC acceptance`, `NNgHMC acceptance`, `final sampler`, `wall (min)` (the paper row has
+      NaN in the last two).
+    hmc, nnghmc: the recorded rows of each method, `pd.DataFrame` indexed by seed.
+    summary: the recorded `nnghmc/hmc` summary row (`pd.Series`).
+    outcome: one of `OUTCOMES`: `"every"` seed's speed-up reaches the paper's, else the
+      `"median"` does, else only the `"best"` seed does, else `"none"` does.
+    """
+    table: Any
+    hmc: Any
+    nnghmc: Any
+    summary: Any
+    outcome: str
+
+
+def recorded_comparison(rec, methods, rate, rate_label, paper, min_seeds=3):
+    """A recorded HMC-against-NNgHMC run (chapters 3 and 6) as a per-seed table, checked
+    against its own summary, and how it compares with the paper.
+
+    Args:
+      rec: a recorded run (`recorded_headline()`, `expensive.recorded_garch()`): `rows` holds
+        per seed one row of each of `methods` (with `seed`, `acceptance`, `rate`,
+        `final_method` and `wall_seconds`; NNgHMC's also `speedup`) and one `nnghmc/hmc`
+        summary row (`speedup_median`, `speedup_min`, `speedup_max`).
+      methods: `(hmc, nnghmc)`, the two methods' names in the rows, e.g. `("hmc", "nnghmc")`.
+      rate: the rows' ESS-per-second column the speed-up is the ratio of (NNgHMC's with its
+        training charged), e.g. `"ess_per_second_total"`.
+      rate_label: that rate's name in the table's headers, e.g. `"ESS/s"`.
+      paper: the paper's figures, a dict with `hmc_rate`, `nnghmc_rate`, `hmc_acceptance`,
+        `nnghmc_acceptance` and `speedup`.
+      min_seeds: the fewest seeds accepted.
+    Returns:
+      `RecordedComparison(table, hmc, nnghmc, summary, outcome)` (see there).
+    Raises:
+      ValueError: fewer than `min_seeds` seeds, the two methods' seeds differ, not exactly
+        one summary row, a seed's speed-up is not NNgHMC's rate over HMC's, or the summary's
+        median, min or max is not that of the seeds' speed-ups (a summary typed or edited by
+        hand, or rows from another run).
+    """
+    import pandas as pd
+    name_hmc, name_nn = methods
+    rows = pd.DataFrame(rec["rows"])
+    hmc = rows[rows.method == name_hmc].set_index("seed")
+    nn = rows[rows.method == name_nn].set_index("seed")
+    summaries = rows[rows.method == "nnghmc/hmc"]
+    if len(nn) < min_seeds or not hmc.index.equals(nn.index):
+        raise ValueError(f"need the same >= {min_seeds} seeds for {name_hmc!r} and "
+                         f"{name_nn!r}, got {list(hmc.index)} and {list(nn.index)}")
+    if len(summaries) != 1:
+        raise ValueError(f"need exactly one 'nnghmc/hmc' summary row, got {len(summaries)}")
+    summary = summaries.iloc[0]
+    if not np.allclose(nn.speedup, nn[rate] / hmc[rate]):
+        raise ValueError(f"a seed's speedup is not {name_nn}'s {rate} over {name_hmc}'s")
+    speedup = np.asarray(nn.speedup, np.float64)
+    for stat, fn in (("median", np.median), ("min", np.min), ("max", np.max)):
+        if not np.isclose(summary[f"speedup_{stat}"], fn(speedup)):
+            raise ValueError(f"the summary's speedup_{stat} {summary[f'speedup_{stat}']} is "
+                             f"not the {stat} of the seeds' speed-ups {speedup.tolist()}")
+    table = pd.DataFrame({
+        f"HMC {rate_label}": hmc[rate],
+        f"NNgHMC {rate_label} (training charged)": nn[rate],
+        "speed-up": nn.speedup,
+        "HMC acceptance": hmc.acceptance,
+        "NNgHMC acceptance": nn.acceptance,
+        "final sampler": nn.final_method,
+        "wall (min)": nn.wall_seconds / 60.0,
+    })
+    table.loc["paper"] = pd.Series({
+        f"HMC {rate_label}": paper["hmc_rate"],
+        f"NNgHMC {rate_label} (training charged)": paper["nnghmc_rate"],
+        "speed-up": paper["speedup"],
+        "HMC acceptance": paper["hmc_acceptance"],
+        "NNgHMC acceptance": paper["nnghmc_acceptance"]})
+    table.index = [f"seed {k}" if k != "paper" else "paper" for k in table.index]
+    p = paper["speedup"]
+    outcome = ("every" if summary.speedup_min >= p else
+               "median" if summary.speedup_median >= p else
+               "best" if summary.speedup_max >= p else "none")
+    return RecordedComparison(table, hmc, nn, summary, outcome)
