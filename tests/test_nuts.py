@@ -123,3 +123,24 @@ def test_nuts_bad_input():
         NUTS(t, 0.1).bootstrap_results(tf.zeros([2, 4]))
     with pytest.raises(ValueError, match="current_state"):
         NUTS(t, 0.1).bootstrap_results(tf.zeros([3]))
+
+
+def test_nuts_transition_divergence_start_or_range():
+    """On a line where H falls by 100 per unit in both directions from the start, no leaf's
+    H(leaf) − H(start) is positive (no "start" divergence: the tree reaches its maximum
+    depth), but the spread of H over the trajectory passes 10 once it spans more than 0.1
+    (a "range" divergence: the tree stops before its maximum depth)."""
+    from hmc_lib.kernels.nuts import Phase, nuts_transition
+    x0 = tf.zeros([2, 1], tf.float64)
+    start = Phase((x0,), (tf.ones_like(x0),), tf.zeros([2], tf.float64), (tf.zeros_like(x0),))
+    step = lambda ph, eps: ph._replace(position=(ph.position[0] + eps[:, None] * ph.momentum[0],))
+    energy = lambda ph: -100.0 * tf.abs(ph.position[0][:, 0])
+    seed_ = tf.constant([1, 2], tf.int32)
+    _, info = nuts_transition(start, seed_, 0.05, step, energy, 4, 10.0)
+    assert not info.is_divergent.numpy().any()
+    np.testing.assert_array_equal(info.tree_depth, [4, 4])
+    _, info = nuts_transition(start, seed_, 0.05, step, energy, 4, 10.0, divergence="range")
+    assert info.is_divergent.numpy().all()
+    assert np.all(info.tree_depth.numpy() < 4)
+    with pytest.raises(ValueError, match="divergence"):
+        nuts_transition(start, seed_, 0.05, step, energy, 4, 10.0, divergence="leaf")

@@ -346,7 +346,7 @@ def _run_standard(tname, target, cfg, methods, seed):
                 kernel = reused("hnn_nuts", (eps_nuts, depth, c["max_hnn_error"],
                                              c["cool_down"]), fit.hnn, lambda h: HNNNUTS(
                     tz, h, eps_nuts, max_tree_depth=depth, max_hnn_error=c["max_hnn_error"],
-                    cool_down=c["cool_down"]))
+                    cool_down=c["cool_down"], exact=False))
                 z, tr = sample(kernel, draws, z0, seed=s + 13)
                 out["hnn_nuts"] = _measure(
                     "hnn_nuts", tname, to_x(z), tr, truth, step_size=eps_nuts,

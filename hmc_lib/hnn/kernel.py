@@ -24,11 +24,29 @@ that tree with true gradients; ours redoes the whole transition (so its cost is 
 counted: the HNN leaves' log π evaluations plus the true tree's gradients; a hook to switch
 at the leaf would need `nuts_transition` to report a per-leaf cost).
 
-Exactness: with the monitor never firing (a good network) HNN-NUTS is exactly NUTS with a
-reversible, volume-preserving integrator. The fall-back and the cool-down make the choice
-of integrator depend on the state, as in Dhulipala's sampler; such a switch is not exactly
-π-invariant in general, its bias is measured by the tests and the chapter (within Monte
-Carlo error there). In cool-down, divergences use `max_energy_error` (Δ_max^lf = 1000).
+Exactness. With the monitor never firing (a good network) HNN-NUTS is exactly NUTS with a
+reversible, volume-preserving integrator. Dhulipala's fall-back (``exact=False``) makes the
+choice of integrator depend on the state: whether the HNN tree fires depends on where the
+chain is (and, through H(leaf) − H(start), on which point of the trajectory it started
+from), and the cool-down on where it has been. Such a switch is not π-invariant; with a poor
+network its bias is large (the tests measure it). In cool-down, divergences use
+`max_energy_error` (Δ_max^lf = 1000).
+
+``exact=True`` (the default) makes the fall-back exact, at the price of one more HNN tree
+(true log π evaluations, no true gradient) per fall-back and no cool-down:
+
+1. the monitor fires when the spread max H − min H of the true H over the HNN tree exceeds
+   Δ_max^hnn (`nuts_transition(divergence="range")`), a property of the set of states, so
+   every start in a trajectory that did not fire would have built it and not fired: the
+   HNN branch, x → y with probability P(tree | x)·1{no fire}·w(y), is symmetric as NUTS is;
+2. after a fall-back from x the true tree, with a momentum of its own (the HNN tree's is
+   biased by having fired), proposes y, and a fresh HNN tree (new momentum, new
+   directions) is built from y: y is accepted if that tree fires too, else the chain
+   stays at x. With f(x) the probability that the monitor fires from x, the fall-back
+   branch moves x → y with density π(x)·f(x)·K_true(x, y)·f(y), symmetric because NUTS
+   with true gradients is π-reversible (K_true). Both branches satisfy detailed balance,
+   so the kernel is π-invariant whatever the network is. A cool-down would make the choice
+   depend on the chain's past, so it must be 0.
 
 Cost fields (per chain and transition): `potential_evals` = true log π evaluations (HNN
 leaves, plus true-tree leaves, which evaluate log π with the gradient); `grad_evals` = true
@@ -177,6 +195,8 @@ class HNNNUTSResults(NamedTuple):
     grad_evals, potential_evals: true gradients and true log π evaluations (module docstring).
     used_hnn: the draw came from the HNN tree. fell_back: the monitor fired this transition.
     cool_down: true-gradient transitions still to run before the HNN is tried again.
+    fallback_rejected: (exact=True) the true tree's draw was rejected by the fall-back's
+      check tree and the chain stayed.
     """
     target_log_prob: tf.Tensor
     grad_target_log_prob: tf.Tensor
@@ -191,6 +211,7 @@ class HNNNUTSResults(NamedTuple):
     used_hnn: tf.Tensor
     fell_back: tf.Tensor
     cool_down: tf.Tensor
+    fallback_rejected: tf.Tensor
 
 
 class HNNNUTS(Kernel):
@@ -201,24 +222,37 @@ class HNNNUTS(Kernel):
       hnn: a trained `hmc_lib.hnn.HNN`.
       step_size: ε > 0 (scalar), shared by the HNN and the true trees.
       max_tree_depth: at most 2^max_tree_depth − 1 steps per tree (<= 16).
-      max_hnn_error: Δ_max^hnn, the monitor's threshold on H(leaf) − H(start) (Dhulipala: 10).
-      cool_down: N_lf, true-gradient transitions after a fall-back (Dhulipala: 20).
+      max_hnn_error: Δ_max^hnn, the monitor's threshold on H(leaf) − H(start) (exact=False,
+        Dhulipala: 10) or on the spread of H over the HNN tree (exact=True).
+      exact: True (default): the exact monitor and fall-back (module docstring); False:
+        Dhulipala's, with a cool-down.
+      cool_down: N_lf, true-gradient transitions after a fall-back: default 20 (Dhulipala)
+        for exact=False, 0 for exact=True, which allows no other value.
       max_energy_error: Δ_max^lf, the true tree's divergence threshold (1000).
       tol, max_iter: the implicit integrator's settings (latent HNNs).
     """
 
-    trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down")
+    trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down",
+                    "fallback_rejected")
 
     def __init__(self, target_log_prob_fn, hnn, step_size, max_tree_depth=10,
-                 max_hnn_error=10.0, cool_down=20, max_energy_error=metropolis.MAX_ENERGY_ERROR,
-                 tol=1e-6, max_iter=100, name="hnn_nuts"):
+                 max_hnn_error=10.0, cool_down=None, max_energy_error=metropolis.MAX_ENERGY_ERROR,
+                 tol=1e-6, max_iter=100, exact=True, name="hnn_nuts"):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
         _check_hnn(hnn, self._dim)
         _checks.positive_float(step_size, "step_size")
         max_tree_depth = check_tree_depth(max_tree_depth)
         _checks.positive_float(max_hnn_error, "max_hnn_error")
+        if not isinstance(exact, bool):
+            raise TypeError(f"`exact` must be a bool, got {exact!r}")
+        if cool_down is None:
+            cool_down = 0 if exact else 20
         if not isinstance(cool_down, int) or cool_down < 0:
             raise ValueError(f"`cool_down` must be an integer >= 0, got {cool_down!r}")
+        if exact and cool_down:
+            raise ValueError(f"`cool_down` must be 0 with exact=True (a cool-down makes the "
+                             f"choice of integrator depend on the chain's past), got "
+                             f"{cool_down}")
         _checks.positive_float(max_energy_error, "max_energy_error")
         _checks.positive_float(tol, "tol")
         _checks.positive_int(max_iter, "max_iter")
@@ -227,7 +261,7 @@ class HNNNUTS(Kernel):
                                 step_size=step_size, max_tree_depth=max_tree_depth,
                                 max_hnn_error=max_hnn_error, cool_down=cool_down,
                                 max_energy_error=max_energy_error, tol=tol, max_iter=max_iter,
-                                name=name)
+                                exact=exact, name=name)
 
     def bootstrap_results(self, init_state):
         x = _checks.floating(init_state, "current_state")
@@ -243,7 +277,7 @@ class HNNNUTS(Kernel):
             step_size=_checks.as_dtype(self.step_size, x.dtype), is_accepted=false,
             log_accept_ratio=tf.zeros_like(lp), is_divergent=false, tree_depth=izero,
             grad_evals=izero, potential_evals=izero, used_hnn=false, fell_back=false,
-            cool_down=izero)
+            cool_down=izero, fallback_rejected=false)
 
     @staticmethod
     def _energy(phase):
@@ -267,6 +301,16 @@ class HNNNUTS(Kernel):
         end = leapfrog_trajectory(start, value_and_grad(self._log_prob_fn), eps[:, None], 1)
         return Phase((end.position,), (end.momentum,), end.value, (end.grad,))
 
+    def _hnn_tree(self, x, v, log_prob, eps, seed):
+        """The NUTS tree on the HNN's dynamics from (x, v): `(draw, its log π, TreeInfo)`;
+        the monitor is its divergence (on the spread of H when exact)."""
+        field = self._hnn.field(x) if self._hnn.kind == "separable" else tf.zeros_like(x)
+        start = Phase((x,), (v,), log_prob, (field,))
+        new, info = nuts_transition(start, seed, eps, self._hnn_step,
+                                    self._energy, self.max_tree_depth, self.max_hnn_error,
+                                    divergence="range" if self.exact else "start")
+        return new.position[0], new.value, info
+
     def one_step(self, current_state, previous_kernel_results, seed=None):
         x, prev = current_state, previous_kernel_results
         seed = tfp.random.sanitize_seed(seed)
@@ -275,25 +319,26 @@ class HNNNUTS(Kernel):
         in_cool = prev.cool_down > 0
         eps, depth = prev.step_size, self.max_tree_depth
         izero = tf.zeros_like(prev.cool_down)
-
-        def hnn_tree():
-            field = (self._hnn.field(x) if self._hnn.kind == "separable" else tf.zeros_like(x))
-            start = Phase((x,), (v,), prev.target_log_prob, (field,))
-            new, info = nuts_transition(start, hnn_seed, eps, self._hnn_step, self._energy,
-                                        depth, self.max_hnn_error)
-            return new.position[0], new.value, info
+        false = tf.zeros_like(in_cool)
 
         def skip_hnn():
             return x, prev.target_log_prob, _empty_info(prev.target_log_prob)
 
-        hx, hlp, hinfo = tf.cond(tf.reduce_all(in_cool), skip_hnn, hnn_tree)
+        hx, hlp, hinfo = tf.cond(tf.reduce_all(in_cool), skip_hnn,
+                                 lambda: self._hnn_tree(x, v, prev.target_log_prob, eps, hnn_seed))
         fired = ~in_cool & hinfo.is_divergent
         need_true = in_cool | fired
+
+        # exact: the true tree draws its own momentum (the HNN tree's is biased by having
+        # fired, so a true tree from it would not be K_true)
+        true_v = (tf.random.stateless_normal(
+            tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, 3), dtype=x.dtype)
+            if self.exact else v)
 
         def true_tree():
             lp, grad = value_and_grad(self._log_prob_fn)(x)
             grad = tf.where(prev.grad_is_known[:, None], prev.grad_target_log_prob, grad)
-            start = Phase((x,), (v,), prev.target_log_prob, (grad,))
+            start = Phase((x,), (true_v,), prev.target_log_prob, (grad,))
             new, info = nuts_transition(start, true_seed, eps, self._true_step, self._energy,
                                         depth, self.max_energy_error)
             return new.position[0], new.value, new.grad[0], info
@@ -303,27 +348,43 @@ class HNNNUTS(Kernel):
                 _empty_info(prev.target_log_prob)
 
         tx, tlp, tgrad, tinfo = tf.cond(tf.reduce_any(need_true), true_tree, skip_true)
+        check_leaves, rejected = izero, false
+        if self.exact:
+            # the fall-back's draw stands only if a fresh HNN tree from it fires too
+            check_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            check_v = tf.random.stateless_normal(
+                tf.shape(x), seed=tf.random.experimental.stateless_fold_in(seed, 2),
+                dtype=x.dtype)
+            _, _, cinfo = tf.cond(tf.reduce_any(fired),
+                                  lambda: self._hnn_tree(tx, check_v, tlp, eps, check_seed),
+                                  skip_hnn)
+            check_leaves = tf.where(fired, cinfo.grad_evals, izero)
+            rejected = fired & ~cinfo.is_divergent
+            tx = tf.where(rejected[:, None], x, tx)
+            tlp = tf.where(rejected, prev.target_log_prob, tlp)
         pick = lambda a, b: tf.where(need_true if a.shape.rank == 1 else need_true[:, None],
                                      a, b)
         new_x = pick(tx, hx)
         start_grad = tf.cast(need_true & ~prev.grad_is_known, tf.int32)
         hnn_leaves = tf.where(in_cool, izero, hinfo.grad_evals)
         true_leaves = tf.where(need_true, tinfo.grad_evals, izero)
-        # a true tree leaves the true gradient at its draw; an HNN draw that moved does not
-        grad_known = need_true | (prev.grad_is_known & ~hinfo.is_accepted)
+        # a true tree leaves the true gradient at its draw (not after a rejected fall-back);
+        # an HNN draw that moved does not
+        grad_known = (need_true & ~rejected) | (prev.grad_is_known & ~hinfo.is_accepted
+                                                & ~need_true)
         cool = tf.where(fired, tf.fill(tf.shape(izero), self.cool_down),
                         tf.maximum(prev.cool_down - 1, 0))
         results = prev._replace(
             target_log_prob=pick(tlp, hlp),
             grad_target_log_prob=tf.where(need_true[:, None], tgrad, prev.grad_target_log_prob),
             grad_is_known=grad_known,
-            is_accepted=pick(tinfo.is_accepted, hinfo.is_accepted),
+            is_accepted=pick(tinfo.is_accepted & ~rejected, hinfo.is_accepted),
             log_accept_ratio=pick(tinfo.log_accept_ratio, hinfo.log_accept_ratio),
             is_divergent=need_true & tinfo.is_divergent,
             tree_depth=pick(tinfo.tree_depth, hinfo.tree_depth),
             grad_evals=true_leaves + start_grad,
-            potential_evals=hnn_leaves + true_leaves,
-            used_hnn=~need_true, fell_back=fired, cool_down=cool)
+            potential_evals=hnn_leaves + true_leaves + check_leaves,
+            used_hnn=~need_true, fell_back=fired, cool_down=cool, fallback_rejected=rejected)
         return new_x, results
 
 

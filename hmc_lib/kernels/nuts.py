@@ -11,7 +11,12 @@ the original one, (z⁺ − z⁻)·v⁻ < 0 or (z⁺ − z⁻)·v⁺ < 0, checke
 new subtree (through checkpoints kept per level) and on the whole trajectory after each
 merge; an optional cap stops when |(z⁺ − z⁻)·v| exceeds it (Chen's stabilisation for
 PM-NUTS). A leaf whose energy error exceeds `max_energy_error` (or is not finite) is a
-divergence: its subtree is discarded and the tree stops.
+divergence: its subtree is discarded and the tree stops. The error is H(leaf) − H(start) by
+default (`divergence="start"`, as Stan and TFP); with `divergence="range"` it is the spread
+max H − min H over the trajectory so far and the leaf. The spread is a property of the set
+of states, not of which of them the transition started from, so every start in the final
+trajectory would have stopped (or not) on the same divergence: "the transition diverged" is
+then a symmetric event, which `hmc_lib.hnn.HNNNUTS(exact=True)` needs.
 
 The tree builder `nuts_transition` is generic over the integrator step and the state
 structure (tuples of position and momentum parts), so PM-NUTS (`kernels/pm.py`) reuses it
@@ -81,9 +86,12 @@ def _uturn(dz, v_a, v_b, batch_ndims, cap):
     return turn
 
 
+DIVERGENCE = ("start", "range")
+
+
 def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth,
                     max_energy_error=metropolis.MAX_ENERGY_ERROR, velocity_fn=None,
-                    uturn_cap=None):
+                    uturn_cap=None, divergence="start"):
     """One multinomial NUTS transition from `initial` (a `Phase` with fresh momentum).
 
     Args:
@@ -95,9 +103,14 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
       max_tree_depth: int, at most 2^max_tree_depth − 1 steps.
       velocity_fn: `momentum tuple -> velocity tuple` for the criterion (default identity).
       uturn_cap: optional float, stop when |(z⁺ − z⁻)·v| exceeds it.
+      divergence: "start" (H(leaf) − H(start) > max_energy_error) or "range" (max − min of
+        H over the trajectory and the leaf > max_energy_error); module docstring.
     Returns:
       `(selected Phase, TreeInfo)`.
     """
+    if divergence not in DIVERGENCE:
+        raise ValueError(f"`divergence` must be one of {DIVERGENCE}, got {divergence!r}")
+    by_range = divergence == "range"
     velocity_fn = velocity_fn or (lambda m: m)
     dtype = initial.value.dtype
     chains = tf.shape(initial.value)[0]
@@ -119,17 +132,23 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
     def checkpoint_like(parts):
         return tuple(tf.zeros(tf.concat([[levels], tf.shape(t)], 0), t.dtype) for t in parts)
 
-    def build_subtree(d, start, direction, active0):
-        """2^d steps from `start` in `direction` for chains in `active0`."""
+    def build_subtree(d, start, direction, active0, tree_lo, tree_hi):
+        """2^d steps from `start` in `direction` for chains in `active0`; `tree_lo`,
+        `tree_hi`: min and max of H over the trajectory so far (for `divergence="range"`)."""
         eps = tf.cast(direction, dtype) * step_size
         dir_f = tf.cast(direction, dtype)
 
-        def body(k, leaf, sub_logw, cand, ok, ck_pos, ck_vel, n, acc, div):
+        def body(k, leaf, sub_logw, cand, ok, ck_pos, ck_vel, n, acc, div, lo, hi):
             active = active0 & ok
             leaf = _where(active, step_fn(leaf, eps), leaf)
             h = energy_fn(leaf)
             logw = h0 - h
-            diverge = ~tf.math.is_finite(logw) | (-logw > max_energy_error)
+            if by_range:
+                lo = tf.where(active, tf.minimum(lo, h), lo)
+                hi = tf.where(active, tf.maximum(hi, h), hi)
+                diverge = ~tf.math.is_finite(logw) | (hi - lo > max_energy_error)
+            else:
+                diverge = ~tf.math.is_finite(logw) | (-logw > max_energy_error)
             logw = tf.where(tf.math.is_finite(logw), logw, neg_inf)
             n = n + tf.cast(active, tf.int32)
             acc = acc + tf.where(active, tf.exp(tf.minimum(logw, 0.0)), tf.zeros_like(logw))
@@ -153,21 +172,21 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
             turn = _uturn(dz, tuple(t[None] for t in vel), ck_vel, 2, uturn_cap)
             sub_turn = tf.reduce_any(check_j[:, None] & turn, axis=0)
             ok = ok & ~(active & (diverge | sub_turn))
-            return k + 1, leaf, sub_logw, cand, ok, ck_pos, ck_vel, n, acc, div
+            return k + 1, leaf, sub_logw, cand, ok, ck_pos, ck_vel, n, acc, div, lo, hi
 
         num = tf.bitwise.left_shift(1, d)
         init = (tf.constant(0, tf.int32), start, neg_inf, start, tf.ones([chains], tf.bool),
                 checkpoint_like(start.position), checkpoint_like(start.position),
-                izero, tf.zeros([chains], dtype), false)
+                izero, tf.zeros([chains], dtype), false, tree_lo, tree_hi)
         out = tf.while_loop(lambda k, leaf, sl, c, ok, *_: (k < num) & tf.reduce_any(active0 & ok),
                             body, init)
         return out[1:]
 
-    def body(d, left, right, cand, log_w, cont, depth, n, acc, div, moved):
+    def body(d, left, right, cand, log_w, cont, depth, n, acc, div, moved, lo, hi):
         direction = tf.where(dir_u[d] < 0.5, -1, 1)
         start = _where(direction > 0, right, left)
-        leaf, sub_logw, sub_cand, ok, _, _, sub_n, sub_acc, sub_div = build_subtree(
-            d, start, direction, cont)
+        leaf, sub_logw, sub_cand, ok, _, _, sub_n, sub_acc, sub_div, sub_lo, sub_hi = \
+            build_subtree(d, start, direction, cont, lo, hi)
         n, acc, div = n + sub_n, acc + sub_acc, div | sub_div
         valid = cont & ok
         pick = valid & (merge_u[d] < tf.exp(sub_logw - log_w))
@@ -179,12 +198,14 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
         dz = tuple(r - l for r, l in zip(right.position, left.position))
         turn = _uturn(dz, velocity_fn(left.momentum), velocity_fn(right.momentum), 1, uturn_cap)
         depth = depth + tf.cast(cont, tf.int32)
-        return d + 1, left, right, cand, log_w, valid & ~turn, depth, n, acc, div, moved
+        lo, hi = tf.where(valid, sub_lo, lo), tf.where(valid, sub_hi, hi)
+        return d + 1, left, right, cand, log_w, valid & ~turn, depth, n, acc, div, moved, lo, hi
 
     init = (tf.constant(0, tf.int32), initial, initial, initial, tf.zeros([chains], dtype),
-            tf.ones([chains], tf.bool), izero, izero, tf.zeros([chains], dtype), false, false)
+            tf.ones([chains], tf.bool), izero, izero, tf.zeros([chains], dtype), false, false,
+            h0, h0)
     out = tf.while_loop(lambda d, *rest: (d < depth_max) & tf.reduce_any(rest[4]), body, init)
-    _, _, _, cand, _, _, depth, n, acc, div, moved = out
+    _, _, _, cand, _, _, depth, n, acc, div, moved, _, _ = out
     mean_acc = acc / tf.cast(tf.maximum(n, 1), dtype)
     return cand, TreeInfo(tree_depth=depth, is_divergent=div, grad_evals=n,
                           log_accept_ratio=tf.math.log(mean_acc), is_accepted=moved)
