@@ -307,9 +307,9 @@ def run_baselines(name, seed, scale=None):
 def run_hnn(name, training_seed, seed, scale=None, result=None):
     """Trains (unless `result` is given) and runs HNN-HMC (exact and Chen's rule) and
     HNN-NUTS (Dhulipala's monitor and cool-down, ``"hnn_nuts"``, and the exact monitor
-    without cool-down, ``"hnn_nuts_exact"``) on target `name`. The HNN methods are charged the true gradients of their
-    training data (`train_grad_evals`). Returns `(rows, TrainResult, samples)`, `samples` a
-    dict method -> draws `[num_results, chains, dim]`."""
+    without cool-down, ``"hnn_nuts_exact"``) on target `name`. The HNN methods are charged
+    the true gradients of their training data (`train_grad_evals`). Returns `(rows,
+    TrainResult, samples)`, `samples` a dict method -> draws `[num_results, chains, dim]`."""
     from hmc_lib.hnn.kernel import HNNHMC, HNNNUTS
     from hmc_lib.sampling import sample
     cfg = settings(scale)

@@ -14,9 +14,10 @@ momentum, then
 
 `HNNNUTS` (Dhulipala et al. 2023, PAPERS.md §3.4): the library's multinomial NUTS
 (`hmc_lib.kernels.nuts.nuts_transition`) whose tree is built with the HNN integrator and
-weighted with the **true** H at every leaf (one true log π per leaf). Online error
-monitoring: if some leaf of the HNN tree has H(leaf) − H(start) > `max_hnn_error` (Δ_max^hnn,
-also a fixed point that did not converge), the transition *falls back*: it is redone from
+weighted with the **true** H at every leaf (one true log π per leaf). Dhulipala's online
+error monitoring (``exact=False``; the default ``exact=True`` is below): if some leaf of
+the HNN tree has H(leaf) − H(start) > `max_hnn_error` (Δ_max^hnn, also a fixed point that
+did not converge), the transition *falls back*: it is redone from
 the same state and momentum by NUTS with true gradients, and the next `cool_down` (N_lf)
 transitions use true gradients too before the HNN is tried again. Ours differs from
 Dhulipala's code in one respect: their sampler switches at the failing leaf and continues
