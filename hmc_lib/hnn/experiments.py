@@ -221,12 +221,12 @@ def settings(scale=None):
         # longer fit (Chen used 160k-400k training gradients there)
         data_by_target={"gmm1d": pick({}, dict(chains=8, num_trajectories=10, num_steps=20),
                                       {}),
-                        "rosenbrock3d": dict(num_trajectories=pick(10, 60, 80),
+                        "rosenbrock3d": dict(num_trajectories=pick(10, 40, 80),
                                              num_steps=pick(20, 50, 50))},
-        train_by_target={"gmm1d": dict(num_steps=pick(300, 2000, 5000)),
-                         "icg5": dict(num_steps=pick(300, 4000, 5000)),
-                         "funnel2d": dict(num_steps=pick(300, 4000, 5000)),
-                         "rosenbrock3d": dict(num_steps=pick(300, 5000, 10000))},
+        train_by_target={"gmm1d": dict(num_steps=pick(300, 1500, 5000)),
+                         "icg5": dict(num_steps=pick(300, 3000, 5000)),
+                         "funnel2d": dict(num_steps=pick(300, 3000, 5000)),
+                         "rosenbrock3d": dict(num_steps=pick(300, 3000, 10000))},
     )
 
 
