@@ -312,6 +312,19 @@ def test_monitor_falls_back_and_cools_down_for_n_lf_samples():
     assert np.all(trace["potential_evals"][fell] > trace["grad_evals"][fell] - 1)
 
 
+def test_exact_fallback_counts_its_check_tree():
+    """With the constant force every HNN tree fires at its first leaf (also the check tree
+    from the true draw, so no fall-back is rejected): each transition after the first (whose
+    start gradient is not yet known) costs its true leaves in gradients and, in log π
+    evaluations, those leaves plus one HNN leaf plus one check-tree leaf."""
+    t = _gauss()
+    kernel = HNNNUTS(t, _ConstantForce(), step_size=0.2, max_tree_depth=8)
+    _, trace = hmc_lib.sample(kernel, 12, t.sample(4, seed=0), seed=5)
+    assert trace["fell_back"].all() and not trace["fallback_rejected"].any()
+    assert not trace["used_hnn"].any()
+    np.testing.assert_array_equal(trace["potential_evals"][1:], trace["grad_evals"][1:] + 2)
+
+
 def test_bad_input():
     t = _gauss()
     net = _net("separable")
