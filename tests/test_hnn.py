@@ -230,11 +230,12 @@ def test_chen_rule_spends_no_true_evaluation():
 @pytest.mark.statistical
 @pytest.mark.parametrize("which", ["poor", "exact"])
 def test_hnn_nuts_invariant(which):
-    # exact=True (the default): the monitor fires on about 3 transitions in 4 with the poor
-    # network, so both branches of the kernel are exercised
+    # exact=True (the default) with Dhulipala's threshold of 10 (the exact monitor's default
+    # is 1000): the monitor fires on about 3 transitions in 4 with the poor network, so both
+    # branches of the kernel are exercised
     t = _gauss()
     net = ExactHamiltonian(t) if which == "exact" else _net("separable", seed=7)
-    kernel = HNNNUTS(t, net, step_size=0.3, max_tree_depth=6)
+    kernel = HNNNUTS(t, net, step_size=0.3, max_tree_depth=6, max_hnn_error=10.0)
     x0 = t.sample(32, seed=scale.seed(4), dtype=tf.float64)
     samples, trace = hmc_lib.sample(kernel, 300, x0, seed=scale.seed(12))
     _moments_ok(samples, t)
@@ -257,7 +258,8 @@ def test_dhulipala_fallback_is_biased_and_the_exact_one_is_not():
     x0 = t.sample(32, seed=scale.seed(5), dtype=tf.float64)
     checks = {}
     for exact in (False, True):
-        kernel = HNNNUTS(t, net, step_size=0.3, max_tree_depth=6, exact=exact, cool_down=0)
+        kernel = HNNNUTS(t, net, step_size=0.3, max_tree_depth=6, exact=exact, cool_down=0,
+                         max_hnn_error=10.0)
         samples, trace = hmc_lib.sample(kernel, 1500, x0, seed=scale.seed(13))
         checks[exact] = diagnostics.check_moments(samples, t.mean, t.variance)
         assert trace["fell_back"].mean() > 0.5
@@ -342,6 +344,12 @@ def test_bad_input():
         HNNNUTS(t, net, 0.1, cool_down=3)          # exact=True allows none
     with pytest.raises(TypeError, match="exact"):
         HNNNUTS(t, net, 0.1, exact=1)
+    with pytest.raises(ValueError, match="max_hnn_error"):
+        HNNNUTS(t, net, 0.1, max_hnn_error=0.0)
+    # the thresholds by default: Dhulipala's 10 for his monitor, the true tree's 1000 for the
+    # exact one (where the threshold only sets how often a true tree runs)
+    assert HNNNUTS(t, net, 0.1, exact=False).parameters["max_hnn_error"] == 10.0
+    assert HNNNUTS(t, net, 0.1).parameters["max_hnn_error"] == 1000.0
     with pytest.raises(ValueError, match="kind"):
         HNN(2, kind="other")
     with pytest.raises(TypeError, match="exact"):
@@ -596,3 +604,35 @@ def test_conditional_hnn_binds_to_a_data_set_and_trains():
     assert cond.field_error(bound, data.q[:100], data.dh_dq[:100]) < 1.0
     with pytest.raises(ValueError, match="y"):
         cond.summary(np.zeros(5))
+
+
+def test_goal_verdict_names_the_targets_that_meet_the_goal_for_every_seed():
+    from hmc_lib.hnn.experiments import goal_verdict
+    assert goal_verdict({"a": [12, 30], "b": [11], "c": [9.9, 50]}) == "on a and b but not on c"
+    assert goal_verdict({"a": [10.0], "b": [np.nan, 20], "c": [5]}) == "on a but not on b and c"
+    assert goal_verdict({"a": [12], "b": [15], "c": [20]}) == "on a, b and c"
+    assert goal_verdict({"a": [1.0]}) == "on no target"
+    assert goal_verdict({"a": [3.0]}, goal=2.0) == "on a"
+    with pytest.raises(ValueError, match="`ratios`"):
+        goal_verdict({})
+
+
+def test_training_in_blocks_runs_the_same_steps_as_one_block():
+    """`train` runs its Adam steps in compiled blocks of `eval_every`: the blocks, a short
+    last one included, change when the held-out loss is taken, not the steps."""
+    t = experiments.get("icg5")
+    data = collect(t, t.sample(4, 0, tf.float64), 2, 10, 0.02, seed=0)
+    train_data, held_out = data.split(0.25, seed=0)
+    runs = [train(train_data, hidden=(8, 8), num_steps=20, batch_size=16, held_out=held_out,
+                  eval_every=every, seed=3, progress=False) for every in (7, 20)]
+    np.testing.assert_array_equal(runs[0].history["eval_step"], [7, 14, 20])
+    np.testing.assert_array_equal(runs[1].history["eval_step"], [20])
+    for r in runs:
+        assert r.history["loss"].shape == (20,)
+        np.testing.assert_array_equal(r.history["step"], np.arange(1, 21))
+    np.testing.assert_allclose(runs[0].history["loss"], runs[1].history["loss"], rtol=1e-6)
+    np.testing.assert_allclose(runs[0].history["eval_loss"][-1],
+                               runs[1].history["eval_loss"][-1], rtol=1e-6)
+    q = tf.constant(held_out.q, tf.float32)
+    np.testing.assert_allclose(runs[0].hnn.field(q), runs[1].hnn.field(q), rtol=1e-5,
+                               atol=1e-6)

@@ -83,7 +83,7 @@ def settings(scale=None):
         hnn=dict(num_trajectories=p(5, 10, 40), num_steps=p(20, 25, 50),
                  train_steps=p(100, 600, 5000), hidden=p((32, 32), (64, 64), (100, 100)),
                  batch_size=p(256, 512, 1000), learning_rate=5e-3,
-                 max_hnn_error=10.0, cool_down=20),
+                 max_hnn_error=1000.0),      # HNN-NUTS's exact monitor (chapter 7)
         glmm=dict(num_individuals=p(50, 200, 500), num_importance=p(16, 32, 128),
                   warmup=p(40, 100, 300), draws=p(30, 100, 500), num_leapfrog_steps=10,
                   max_tree_depth=p(4, 5, 6), chains=p(4, 4, 8)),

@@ -37,7 +37,8 @@ network its bias is large (the tests measure it). In cool-down, divergences use
 (true log π evaluations, no true gradient) per fall-back and no cool-down:
 
 1. the monitor fires when the spread max H − min H of the true H over the HNN tree exceeds
-   Δ_max^hnn (`nuts_transition(divergence="range")`), a property of the set of states, so
+   Δ_max^hnn (`nuts_transition(divergence="range")`; by default 1000, the true tree's
+   threshold: here it sets how often a true tree runs), a property of the set of states, so
    every start in a trajectory that did not fire would have built it and not fired: the
    HNN branch, x → y with probability P(tree | x)·1{no fire}·w(y), is symmetric as NUTS is;
 2. after a fall-back from x the true tree, with a momentum of its own (the HNN tree's is
@@ -223,8 +224,12 @@ class HNNNUTS(Kernel):
       hnn: a trained `hmc_lib.hnn.HNN`.
       step_size: ε > 0 (scalar), shared by the HNN and the true trees.
       max_tree_depth: at most 2^max_tree_depth − 1 steps per tree (<= 16).
-      max_hnn_error: Δ_max^hnn, the monitor's threshold on H(leaf) − H(start) (exact=False,
-        Dhulipala: 10) or on the spread of H over the HNN tree (exact=True).
+      max_hnn_error: Δ_max^hnn, the monitor's threshold on H(leaf) − H(start) (exact=False;
+        default 10, Dhulipala's) or on the spread of H over the HNN tree (exact=True;
+        default `max_energy_error`, 1000). With the exact monitor the threshold is a cost
+        setting, not a guard: the HNN tree is exact at any spread (its leaves are weighted
+        with the true H, so leaves the network got wrong get negligible weight), and a low
+        threshold only sends more transitions to the true tree.
       exact: True (default): the exact monitor and fall-back (module docstring); False:
         Dhulipala's, with a cool-down.
       cool_down: N_lf, true-gradient transitions after a fall-back: default 20 (Dhulipala)
@@ -237,15 +242,19 @@ class HNNNUTS(Kernel):
                     "fallback_rejected")
 
     def __init__(self, target_log_prob_fn, hnn, step_size, max_tree_depth=10,
-                 max_hnn_error=10.0, cool_down=None, max_energy_error=metropolis.MAX_ENERGY_ERROR,
-                 tol=1e-6, max_iter=100, exact=True, name="hnn_nuts"):
+                 max_hnn_error=None, cool_down=None,
+                 max_energy_error=metropolis.MAX_ENERGY_ERROR, tol=1e-6, max_iter=100,
+                 exact=True, name="hnn_nuts"):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
         _check_hnn(hnn, self._dim)
         _checks.positive_float(step_size, "step_size")
         max_tree_depth = check_tree_depth(max_tree_depth)
-        _checks.positive_float(max_hnn_error, "max_hnn_error")
         if not isinstance(exact, bool):
             raise TypeError(f"`exact` must be a bool, got {exact!r}")
+        _checks.positive_float(max_energy_error, "max_energy_error")
+        if max_hnn_error is None:
+            max_hnn_error = max_energy_error if exact else 10.0
+        _checks.positive_float(max_hnn_error, "max_hnn_error")
         if cool_down is None:
             cool_down = 0 if exact else 20
         if not isinstance(cool_down, int) or cool_down < 0:
@@ -254,7 +263,6 @@ class HNNNUTS(Kernel):
             raise ValueError(f"`cool_down` must be 0 with exact=True (a cool-down makes the "
                              f"choice of integrator depend on the chain's past), got "
                              f"{cool_down}")
-        _checks.positive_float(max_energy_error, "max_energy_error")
         _checks.positive_float(tol, "tol")
         _checks.positive_int(max_iter, "max_iter")
         self._hnn = hnn

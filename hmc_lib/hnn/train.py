@@ -82,15 +82,25 @@ class _Workspace:
                      else (lambda *b: potential_loss_fn(hnn, *b)))
 
         @tf.function(jit_compile=True)
-        def step(idx, *arrays):
-            batch = [tf.gather(a, idx) for a in arrays]
-            with tf.GradientTape() as tape:
-                value = objective(*batch)
-            self.opt.apply(tape.gradient(value, self.variables,
-                                         unconnected_gradients=tf.UnconnectedGradients.ZERO))
-            return value
+        def steps(indices, *arrays):
+            """Adam steps, one per row of `indices` `[k, batch]` (int32); the k mini-batch
+            losses `[k]`. One compiled call runs the k steps (`tf.while_loop`), so the
+            per-step cost is the arithmetic, not a Python dispatch."""
+            k = tf.shape(indices)[0]
 
-        self.step = step
+            def body(i, losses):
+                batch = [tf.gather(a, indices[i]) for a in arrays]
+                with tf.GradientTape() as tape:
+                    value = objective(*batch)
+                self.opt.apply(tape.gradient(
+                    value, self.variables, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+                return i + 1, losses.write(i, value)
+
+            _, losses = tf.while_loop(lambda i, _: i < k, body,
+                                      (tf.constant(0), tf.TensorArray(arrays[0].dtype, k)))
+            return losses.stack()
+
+        self.steps = steps
         self.evaluate = tf.function(objective)
 
     def reset(self, hnn):
@@ -145,18 +155,28 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
     held = None if held_out is None else [tf.constant(getattr(held_out, f), dtype)
                                           for f in fields]
     rng = np.random.default_rng(seed)
+    batch = min(int(batch_size), n)
+    # the steps run in blocks of `eval_every` (one compiled call each; the held-out loss
+    # between blocks), the last block shorter if `eval_every` does not divide `num_steps`
+    blocks = [eval_every] * (int(num_steps) // eval_every)
+    if int(num_steps) % eval_every:
+        blocks.append(int(num_steps) % eval_every)
     losses, eval_steps, eval_losses = [], [], []
-    iterator = range(int(num_steps))
+    bar = None
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc=f"HNN ({kind})", mininterval=2.0, leave=False)
+        bar = tqdm(total=int(num_steps), desc=f"HNN ({kind})", mininterval=2.0, leave=False)
     start = time.perf_counter()
-    for i in iterator:
-        idx = rng.integers(0, n, size=min(int(batch_size), n))
-        losses.append(float(work.step(tf.constant(idx), *arrays)))
-        if held is not None and ((i + 1) % eval_every == 0 or i + 1 == num_steps):
-            eval_steps.append(i + 1)
+    for k in blocks:
+        idx = rng.integers(0, n, size=(k, batch)).astype(np.int32)
+        losses.extend(np.asarray(work.steps(tf.constant(idx), *arrays)).tolist())
+        if held is not None:
+            eval_steps.append(len(losses))
             eval_losses.append(float(work.evaluate(*held)))
+        if bar is not None:
+            bar.update(k)
+    if bar is not None:
+        bar.close()
     seconds = time.perf_counter() - start
     _reuse.copy_weights(work.hnn, hnn)
     history = dict(step=np.arange(1, len(losses) + 1), loss=np.asarray(losses),
