@@ -512,7 +512,7 @@ def test_hnn_pm_nuts_lf_threshold_rejects_and_counts(gre):
     Δ_max^lf = 1e-6 nearly every PM tree has a leaf above it (a tree that grows past a few
     leaves all but surely does): those samples are rejected and θ stays where it was."""
     kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.25, max_tree_depth=6, cool_down=2,
-                       max_lf_error=1e-6)
+                       max_lf_error=1e-6, exact=False)
     samples, trace = _pm_run(kernel, gre, base_seed=0, num_results=9, burnin=0, chains=4)
     rej = trace["lf_rejected"]
     np.testing.assert_array_equal(rej, trace["is_divergent"])
@@ -532,6 +532,38 @@ def test_hnn_pm_nuts_lf_threshold_rejects_and_counts(gre):
     kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.05, max_tree_depth=4, cool_down=0)
     _, trace = _pm_run(kernel, gre, base_seed=0, num_results=5, burnin=0, chains=4)
     assert not trace["lf_rejected"].any() and trace["is_accepted"].any()
+
+
+@pytest.mark.statistical
+def test_hnn_pm_nuts_exact_switch_invariant_with_a_poor_network(gre):
+    """The exact switch as a whole (u-refresh, HNN tree, PM-NUTS fall-back and its check
+    tree) with an untrained network and a threshold of 100, so that the monitor fires on
+    about 3 transitions in 4 (measured 0.76-0.77 on two seeds; 0.89 at a threshold of 30)
+    and the check tree rejects some fall-backs (about 0.17 per transition): the moments of
+    θ match the known posterior within Monte Carlo error."""
+    poor = HNN(2, kind="separable", hidden=(16, 16), activation="tanh", dtype=tf.float32,
+               seed=7)
+    kernel = HNNPMNUTS(gre, poor, 0.25, max_tree_depth=6, max_hnn_error=100.0,
+                       u_correlation=0.9)
+    samples, trace = _pm_run(kernel, gre, base_seed=43, num_results=300)
+    diagnostics.assert_moments(samples, gre.posterior_mean, gre.posterior_variance)
+    assert 0.3 < trace["fell_back"].mean() < 0.95, trace["fell_back"].mean()
+    assert trace["fallback_rejected"].any() and trace["used_hnn"].any()
+
+
+def test_hnn_pm_nuts_exact_fallback_counts_its_check_tree(gre):
+    """With the constant force every HNN tree fires at its first leaf, the check tree from
+    the PM draw too (so no fall-back is rejected): log p̂ evaluations are the u-refresh,
+    one HNN leaf, the PM leaves and one check-tree leaf; gradients are the PM leaves plus
+    one at the start when the u-refresh was accepted (every fall-back leaves the gradient at
+    its draw known, and a new u makes it stale)."""
+    kernel = HNNPMNUTS(gre, _PMConstantForce(), 0.05, max_tree_depth=4)
+    _, trace = _pm_run(kernel, gre, base_seed=0, num_results=8, burnin=0, chains=4)
+    assert trace["fell_back"].all() and not trace["fallback_rejected"].any()
+    assert not trace["lf_rejected"].any()
+    pm_leaves = trace["grad_evals"] - trace["u_accepted"].astype(int)
+    assert np.all(pm_leaves >= 1)
+    np.testing.assert_array_equal(trace["potential_evals"], 3 + pm_leaves)
 
 
 def test_collect_pm_records_theta_gradients(gre):
@@ -556,6 +588,14 @@ def test_hnn_pm_nuts_bad_input(gre):
         HNNPMNUTS(gre, _Marginal(gre), 0.1, max_lf_error=0.0)
     with pytest.raises(ValueError, match="u_correlation"):
         HNNPMNUTS(gre, _Marginal(gre), 0.1, u_correlation=1.0)
+    with pytest.raises(TypeError, match="exact"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, exact="yes")
+    with pytest.raises(ValueError, match="cool_down"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, cool_down=3)          # exact=True allows none
+    with pytest.raises(ValueError, match="max_hnn_error"):
+        HNNPMNUTS(gre, _Marginal(gre), 0.1, max_hnn_error=-1.0)
+    assert HNNPMNUTS(gre, _Marginal(gre), 0.1).parameters["max_hnn_error"] == 1000.0
+    assert HNNPMNUTS(gre, _Marginal(gre), 0.1, exact=False).parameters["cool_down"] == 20
     assert hmc_lib.HNNPMNUTS is HNNPMNUTS
 
 

@@ -240,7 +240,13 @@ def settings(scale=None):
         # Dhulipala's monitor: Δ_max^hnn = 10 and a cool-down of N_lf = 20 true-gradient
         # transitions after each fall-back; `run_hnn` also runs the exact monitor
         # (`HNNNUTS(exact=True)`, no cool-down) at its default threshold, the true tree's
-        # 1000: for it the threshold only sets how often a true tree runs
+        # 1000 (for it the threshold sets cost and mixing, not exactness). Chosen at `book`
+        # scale, 3 training seeds, ratio of true gradients per ESS to NUTS's, training
+        # charged, at thresholds 10 / 100 / 1000: gmm1d 15-36 / - / 15-43, icg5 32-60 / - /
+        # 75-82, funnel2d 2.3-16 / 3.2-11 / 6.6-51, rosenbrock3d 0.73-0.87 / 1.2-1.4 /
+        # 1.8-2.6. At `paper` scale (Rosenbrock only, 2 seeds) the chain of one training seed
+        # was sticky at all three (ESS 12 / 12 / 16 of 80,000 draws), and the other's ESS
+        # fell from 211 at 10 to 45 at 100 and 12 at 1000.
         max_hnn_error=10.0, cool_down=20, exact_max_hnn_error=1000.0,
         # per-target changes to `data` and `train`. The 1-d mixture needs few data (at `book`
         # scale its training gradients otherwise outweigh its sampling gradients); the ICG
@@ -390,8 +396,10 @@ def glmm_settings(scale=None):
         # book: the chapter's 6-minute budget (at 60 individuals, N = 64, 150 draws and tree
         # depth 6 this experiment alone took about 400 s on 2 cores)
         chains=8, num_results=pick(60, 100, 2000), burnin=pick(30, 50, 500),
-        step_size=0.05, max_tree_depth=pick(4, 5, 8), max_hnn_error=10.0, max_lf_error=1000.0,
-        cool_down=20, u_correlation=0.99, data_seed=0,
+        # the exact switch (`HNNPMNUTS(exact=True)`): its threshold on the spread of the
+        # energy over the HNN tree is a cost setting, the PM tree's Δ_max^lf = 1000
+        step_size=0.05, max_tree_depth=pick(4, 5, 8), max_hnn_error=1000.0,
+        max_lf_error=1000.0, u_correlation=0.99, data_seed=0,
     )
 
 
@@ -444,7 +452,8 @@ def _glmm_row(method, samples, trace, train=None, seed=None):
         out.update(fallback_rate=float(np.mean(trace["fell_back"])),
                    hnn_fraction=float(np.mean(trace["used_hnn"])),
                    lf_rejected=float(np.mean(trace["lf_rejected"])),
-                   u_acceptance=float(np.mean(trace["u_accepted"])))
+                   u_acceptance=float(np.mean(trace["u_accepted"])),
+                   fallback_rejected=float(np.mean(trace["fallback_rejected"])))
     return out
 
 
@@ -469,12 +478,10 @@ def run_glmm(training_seeds=None, seed=0, scale=None):
         kernel = _reuse.kernel_for(
             _KERNELS, (t,), ("hnn_pm_nuts", _reuse.as_key((h, depth, cfg["max_hnn_error"],
                                                             cfg["max_lf_error"],
-                                                            cfg["cool_down"],
                                                             cfg["u_correlation"]))),
             res.hnn, lambda net: HNNPMNUTS(
                 t, net, h, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
-                max_lf_error=cfg["max_lf_error"], cool_down=cfg["cool_down"],
-                u_correlation=cfg["u_correlation"]))
+                max_lf_error=cfg["max_lf_error"], u_correlation=cfg["u_correlation"]))
         samples, trace = sample(kernel, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
                                 seed=seed + 1, keep_fn=keep)
         rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))
@@ -545,7 +552,7 @@ def conditional_settings(scale=None):
     return dict(num_sets=pick(6, 16, 64), points_per_set=pick(200, 400, 1000),
                 train_steps=pick(800, 2500, 5000), chains=16,
                 num_results=pick(100, 300, 2000), burnin=pick(30, 100, 500),
-                step_size=0.25, max_tree_depth=6, u_correlation=0.9, cool_down=20)
+                step_size=0.25, max_tree_depth=6, u_correlation=0.9)
 
 
 def run_conditional(seed=0, scale=None):
@@ -583,7 +590,7 @@ def run_conditional(seed=0, scale=None):
     kernels = [("pm_nuts", PMNUTS(new, h, max_tree_depth=depth), 0, 0.0)]
     for label, net, res in (("conditional", bound, res_c), ("own", res_o.hnn, res_o)):
         kernels.append((f"hnn_pm_nuts ({label})",
-                        HNNPMNUTS(new, net, h, max_tree_depth=depth, cool_down=cfg["cool_down"],
+                        HNNPMNUTS(new, net, h, max_tree_depth=depth,
                                   u_correlation=cfg["u_correlation"]),
                         res.grad_evals, res.seconds))
     rows = []

@@ -24,14 +24,21 @@ log p̂ along PM trajectories, Chen's method 4). One transition:
    would build with the same probability, so rejecting on it keeps PM-NUTS's invariance.)
 
 Exactness: steps 1 and 2 are exact (each leaves π(θ, u) invariant), and so is a PM-NUTS
-transition with or without the Δ_max^lf rejection. The *switch* between them is not: the
-fall-back is taken when the HNN tree fires, which depends on the state; the same known
-limitation as `HNNNUTS` (and Dhulipala's leaf-level switch).
+transition with or without the Δ_max^lf rejection. Dhulipala's *switch* between them
+(``exact=False``, steps 2-3 as written above) is not: the fall-back is taken when the HNN
+tree fires, which depends on the state, and the cool-down on the chain's past; the same
+limitation as `HNNNUTS(exact=False)`. ``exact=True`` (the default) makes the switch exact
+as `HNNNUTS(exact=True)` does: the monitor fires on the spread max E − min E over the HNN
+tree (a property of the tree's set of states; threshold by default Δ_max^lf, 1000); after a
+firing, the PM-NUTS proposal (θ', u') stands only if a fresh HNN tree on θ' | u' fires too,
+else the chain stays at (θ, u); no cool-down. With f(θ, u) the probability of a firing, the
+fall-back moves (θ, u) → (θ', u') with density π(θ, u) f(θ, u) K_PM((θ, u), (θ', u')) f(θ', u'),
+symmetric because PM-NUTS is π-reversible (`fallback_rejected` counts the stays).
 
 Cost fields (per chain and transition): `grad_evals` = gradients of log p̂ (PM-NUTS leaves,
 plus one at the start of a fall-back when the gradient at (θ, u) is not known);
-`potential_evals` = log p̂ evaluations (the u-refresh, the HNN leaves, and the PM leaves,
-which evaluate log p̂ with the gradient).
+`potential_evals` = log p̂ evaluations (the u-refresh, the HNN leaves, the PM leaves, which
+evaluate log p̂ with the gradient, and the exact switch's check-tree leaves).
 """
 
 from typing import NamedTuple
@@ -59,7 +66,9 @@ class HNNPMNUTSResults(NamedTuple):
     grad_evals, potential_evals (module docstring); used_hnn: the draw came from the HNN tree;
     fell_back: the monitor fired; cool_down: PM-NUTS transitions still to run;
     lf_rejected: the PM tree's error exceeded Δ_max^lf and the sample was rejected;
-    u_accepted: the u-refresh was accepted.
+    u_accepted: the u-refresh was accepted;
+    fallback_rejected: (exact=True) the check tree from the PM proposal did not fire, so the
+      chain stayed.
     """
     target_log_prob: tf.Tensor
     grad_theta: tf.Tensor
@@ -77,6 +86,7 @@ class HNNPMNUTSResults(NamedTuple):
     cool_down: tf.Tensor
     lf_rejected: tf.Tensor
     u_accepted: tf.Tensor
+    fallback_rejected: tf.Tensor
 
 
 def _event_axes(x):
@@ -94,21 +104,25 @@ class HNNPMNUTS(Kernel):
         `hmc_lib.hnn.train` on `hmc_lib.hnn.collect_pm` data.
       step_size: h > 0, shared by the HNN tree and the PM-NUTS fall-back.
       max_tree_depth: at most 2^max_tree_depth − 1 steps per tree (<= 16).
-      max_hnn_error: Δ_max^hnn, the monitor's threshold on E(leaf) − E(start) (10).
+      max_hnn_error: Δ_max^hnn, the monitor's threshold on E(leaf) − E(start) (exact=False;
+        default 10) or on the spread of E over the HNN tree (exact=True; default
+        `max_lf_error`: there it only sets how often a PM tree runs).
       max_lf_error: Δ_max^lf, the PM tree's divergence threshold; a divergent PM tree is a
         rejected sample (1000).
-      cool_down: N_lf, PM-NUTS transitions after a firing (20).
+      cool_down: N_lf, PM-NUTS transitions after a firing: default 20 for exact=False, 0
+        for exact=True, which allows no other value.
+      exact: True (default): the exact switch (module docstring); False: Dhulipala's.
       u_correlation: c in [0, 1) of the u-refresh (0: a fresh u each transition).
       uturn_cap: Chen's cap for the PM tree (PMNUTS's `uturn_cap`).
       use_manual_grad: the target's hand-derived gradient where it has one.
     """
 
     trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down",
-                    "lf_rejected", "u_accepted")
+                    "lf_rejected", "u_accepted", "fallback_rejected")
 
-    def __init__(self, target, hnn, step_size, max_tree_depth=10, max_hnn_error=10.0,
-                 max_lf_error=metropolis.MAX_ENERGY_ERROR, cool_down=20, u_correlation=0.0,
-                 uturn_cap=50000.0, use_manual_grad=True, name="hnn_pm_nuts"):
+    def __init__(self, target, hnn, step_size, max_tree_depth=10, max_hnn_error=None,
+                 max_lf_error=metropolis.MAX_ENERGY_ERROR, cool_down=None, u_correlation=0.0,
+                 uturn_cap=50000.0, use_manual_grad=True, exact=True, name="hnn_pm_nuts"):
         for attr in ("theta_dim", "u_shape", "value_and_grad", "log_joint"):
             if not hasattr(target, attr):
                 raise TypeError(f"`target` must be a PseudoMarginalTarget (lacks `{attr}`), "
@@ -118,10 +132,20 @@ class HNNPMNUTS(Kernel):
             raise ValueError(f"`hnn` must be a separable HNN over θ, got kind={hnn.kind!r}")
         _checks.positive_float(step_size, "step_size")
         max_tree_depth = check_tree_depth(max_tree_depth)
-        _checks.positive_float(max_hnn_error, "max_hnn_error")
+        if not isinstance(exact, bool):
+            raise TypeError(f"`exact` must be a bool, got {exact!r}")
         _checks.positive_float(max_lf_error, "max_lf_error")
+        if max_hnn_error is None:
+            max_hnn_error = max_lf_error if exact else 10.0
+        _checks.positive_float(max_hnn_error, "max_hnn_error")
+        if cool_down is None:
+            cool_down = 0 if exact else 20
         if not isinstance(cool_down, int) or cool_down < 0:
             raise ValueError(f"`cool_down` must be an integer >= 0, got {cool_down!r}")
+        if exact and cool_down:
+            raise ValueError(f"`cool_down` must be 0 with exact=True (a cool-down makes the "
+                             f"choice of integrator depend on the chain's past), got "
+                             f"{cool_down}")
         if not (isinstance(u_correlation, (int, float)) and 0.0 <= u_correlation < 1.0):
             raise ValueError(f"`u_correlation` must be a float in [0, 1), got {u_correlation!r}")
         self._target, self._hnn = target, hnn
@@ -135,7 +159,7 @@ class HNNPMNUTS(Kernel):
                                 max_tree_depth=max_tree_depth, max_hnn_error=max_hnn_error,
                                 max_lf_error=max_lf_error, cool_down=cool_down,
                                 u_correlation=float(u_correlation), uturn_cap=uturn_cap,
-                                use_manual_grad=use_manual_grad, name=name)
+                                use_manual_grad=use_manual_grad, exact=exact, name=name)
 
     @property
     def target(self):
@@ -153,7 +177,8 @@ class HNNPMNUTS(Kernel):
                                                                           theta.dtype),
             is_accepted=false, log_accept_ratio=tf.zeros_like(value), is_divergent=false,
             tree_depth=izero, grad_evals=izero, potential_evals=izero, used_hnn=false,
-            fell_back=false, cool_down=izero, lf_rejected=false, u_accepted=false)
+            fell_back=false, cool_down=izero, lf_rejected=false, u_accepted=false,
+            fallback_rejected=false)
 
     def _refresh_u(self, theta, u, value, seed):
         """Crank–Nicolson proposal for u with the pseudo-marginal test: `(u, value, accepted)`."""
@@ -177,8 +202,7 @@ class HNNPMNUTS(Kernel):
         prev = previous_kernel_results
         seed = tfp.random.sanitize_seed(seed)
         u_seed, rho_seed, hnn_seed, pm_seed = tfp.random.split_seed(seed, n=4)
-        hnn, target = self._hnn, self._target
-        eps, depth = prev.step_size, self.max_tree_depth
+        eps = prev.step_size
         izero = tf.zeros_like(prev.cool_down)
 
         # 1. u | θ
@@ -189,26 +213,12 @@ class HNNPMNUTS(Kernel):
         rho = tf.random.stateless_normal(tf.shape(theta), rho_seed, dtype=theta.dtype)
         in_cool = prev.cool_down > 0
 
-        def hnn_step(phase, eps_c):
-            start = LeapfrogState(phase.position[0], phase.momentum[0], phase.value,
-                                  phase.grad[0])
-            end = leapfrog_trajectory(start, lambda th: (target.log_joint(th, u1),
-                                                         hnn.field(th)), eps_c[:, None], 1)
-            return Phase((end.position,), (end.momentum,), end.value, (end.grad,))
-
-        def energy(phase):
-            return -phase.value + metropolis.kinetic_energy(phase.momentum[0])
-
-        def hnn_tree():
-            start = Phase((theta,), (rho,), value1, (hnn.field(theta),))
-            new, info = nuts_transition(start, hnn_seed, eps, hnn_step, energy, depth,
-                                        self.max_hnn_error)
-            return new.position[0], new.value, info
-
         def skip_hnn():
             return theta, value1, _empty_info(value1)
 
-        h_theta, h_value, hinfo = tf.cond(tf.reduce_all(in_cool), skip_hnn, hnn_tree)
+        h_theta, h_value, hinfo = tf.cond(
+            tf.reduce_all(in_cool), skip_hnn,
+            lambda: self._hnn_tree(theta, u1, rho, value1, eps, hnn_seed))
         fired = ~in_cool & hinfo.is_divergent
         need_pm = in_cool | fired
 
@@ -227,17 +237,38 @@ class HNNPMNUTS(Kernel):
             keep = lambda new, old: tf.where(
                 tf.reshape(rej, [-1] + [1] * (len(new.shape) - 1)), old, new)
             return (keep(t_theta, theta), keep(t_u, u1), keep(res.target_log_prob, value1),
-                    keep(res.grad_theta, g_theta), keep(res.grad_u, g_u), res, rej)
+                    keep(res.grad_theta, g_theta), keep(res.grad_u, g_u), res, rej, g_theta,
+                    g_u)
 
         def skip_pm():
             empty = _empty_info(value1)
             res = PMResults(value1, prev.grad_theta, prev.grad_u, eps, empty.is_accepted,
                             empty.log_accept_ratio, empty.is_divergent, izero, izero)
             return (theta, u1, value1, prev.grad_theta, prev.grad_u, res,
-                    tf.zeros_like(in_cool))
+                    tf.zeros_like(in_cool), prev.grad_theta, prev.grad_u)
 
-        p_theta, p_u, p_value, p_gt, p_gu, pres, rej = tf.cond(tf.reduce_any(need_pm),
-                                                               pm_tree, skip_pm)
+        p_theta, p_u, p_value, p_gt, p_gu, pres, rej, s_gt, s_gu = tf.cond(
+            tf.reduce_any(need_pm), pm_tree, skip_pm)
+
+        check_leaves, fb_rejected = izero, tf.zeros_like(in_cool)
+        if self.exact:
+            # the PM proposal stands only if a fresh HNN tree from it fires too (a rejected
+            # PM tree proposes the current state: nothing to check)
+            check = fired & ~rej
+            check_rho = tf.random.stateless_normal(
+                tf.shape(theta), tf.random.experimental.stateless_fold_in(seed, 2),
+                dtype=theta.dtype)
+            _, _, cinfo = tf.cond(
+                tf.reduce_any(check),
+                lambda: self._hnn_tree(p_theta, p_u, check_rho, p_value, eps,
+                                       tf.random.experimental.stateless_fold_in(seed, 1)),
+                skip_hnn)
+            check_leaves = tf.where(check, cinfo.grad_evals, izero)
+            fb_rejected = check & ~cinfo.is_divergent
+            back = lambda new, old: tf.where(
+                tf.reshape(fb_rejected, [-1] + [1] * (len(new.shape) - 1)), old, new)
+            p_theta, p_u, p_value = back(p_theta, theta), back(p_u, u1), back(p_value, value1)
+            p_gt, p_gu = back(p_gt, s_gt), back(p_gu, s_gu)
 
         def pick(a, b):
             m = tf.reshape(need_pm, [-1] + [1] * (len(a.shape) - 1))
@@ -255,12 +286,34 @@ class HNNPMNUTS(Kernel):
             target_log_prob=pick(p_value, h_value),
             grad_theta=pick(p_gt, prev.grad_theta), grad_u=pick(p_gu, prev.grad_u),
             grad_is_known=need_pm | (grad_known & ~hinfo.is_accepted),
-            is_accepted=pick(pres.is_accepted & ~rej, hinfo.is_accepted),
+            is_accepted=pick(pres.is_accepted & ~rej & ~fb_rejected, hinfo.is_accepted),
             log_accept_ratio=pick(pres.log_accept_ratio, hinfo.log_accept_ratio),
             is_divergent=lf_rejected,
             tree_depth=pick(pres.tree_depth, hinfo.tree_depth),
             grad_evals=pm_leaves + start_grad,
-            potential_evals=1 + hnn_leaves + pm_leaves,
+            potential_evals=1 + hnn_leaves + pm_leaves + check_leaves,
             used_hnn=~need_pm, fell_back=fired, cool_down=cool, lf_rejected=lf_rejected,
-            u_accepted=u_ok)
+            u_accepted=u_ok, fallback_rejected=fb_rejected)
         return [new_theta, new_u], results
+
+    def _hnn_tree(self, theta, u, rho, value, eps, seed):
+        """The NUTS tree on θ | u (u held) with the HNN's leapfrog from (θ, ρ), each leaf
+        weighted with the extended energy: `(draw, its log p(θ) + log p̂, TreeInfo)`; the
+        monitor is its divergence (on the spread of the energy when exact)."""
+        hnn, target = self._hnn, self._target
+
+        def step(phase, eps_c):
+            start = LeapfrogState(phase.position[0], phase.momentum[0], phase.value,
+                                  phase.grad[0])
+            end = leapfrog_trajectory(start, lambda th: (target.log_joint(th, u),
+                                                         hnn.field(th)), eps_c[:, None], 1)
+            return Phase((end.position,), (end.momentum,), end.value, (end.grad,))
+
+        def energy(phase):
+            return -phase.value + metropolis.kinetic_energy(phase.momentum[0])
+
+        start = Phase((theta,), (rho,), value, (hnn.field(theta),))
+        new, info = nuts_transition(start, seed, eps, step, energy, self.max_tree_depth,
+                                    self.max_hnn_error,
+                                    divergence="range" if self.exact else "start")
+        return new.position[0], new.value, info
