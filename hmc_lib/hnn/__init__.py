@@ -6,8 +6,9 @@
 - `separable_leapfrog`, `implicit_leapfrog`: the HNN's reversible, volume-preserving
   integrators.
 - `HNNHMC` (exact Metropolis on the true H, or Chen's ΔH̃ rule) and `HNNNUTS` (NUTS on the
-  HNN with online error monitoring and cool-down); `HNNPMNUTS` for pseudo-marginal
-  targets (θ-only HNN tree, u-refresh, PM-NUTS fall-back with the Δ_max^lf rejection), with
+  HNN with online error monitoring: the exact monitor by default, Dhulipala's with its
+  cool-down as `exact=False`); `HNNPMNUTS` for pseudo-marginal targets (θ-only HNN tree,
+  u-refresh, PM-NUTS fall-back with the Δ_max^lf rejection; exact switch by default), with
   its data from `collect_pm`.
 - `experiments`: Dhulipala's targets, run sizes and the published numbers.
 """
