@@ -227,6 +227,15 @@ def test_chen_rule_spends_no_true_evaluation():
     assert np.all(trace["potential_evals"] == 0) and np.all(trace["grad_evals"] == 0)
 
 
+def _stays_where_rejected(samples, trace):
+    """A fall-back whose draw the check tree rejected leaves the chain where it was, counted
+    as not accepted (the draws are `[num_results, chains, dim]`, the first one's previous
+    state is not kept)."""
+    x, rej = np.asarray(samples), np.asarray(trace["fallback_rejected"])
+    assert np.all(x[1:][rej[1:]] == x[:-1][rej[1:]])
+    assert not (np.asarray(trace["is_accepted"]) & rej).any()
+
+
 @pytest.mark.statistical
 @pytest.mark.parametrize("which", ["poor", "exact"])
 def test_hnn_nuts_invariant(which):
@@ -244,6 +253,7 @@ def test_hnn_nuts_invariant(which):
         assert np.all(trace["grad_evals"] == 0)
     else:
         assert 0.2 < trace["fell_back"].mean() and trace["fallback_rejected"].any()
+        _stays_where_rejected(samples, trace)
 
 
 @pytest.mark.statistical
@@ -549,6 +559,7 @@ def test_hnn_pm_nuts_exact_switch_invariant_with_a_poor_network(gre):
     diagnostics.assert_moments(samples, gre.posterior_mean, gre.posterior_variance)
     assert 0.3 < trace["fell_back"].mean() < 0.95, trace["fell_back"].mean()
     assert trace["fallback_rejected"].any() and trace["used_hnn"].any()
+    _stays_where_rejected(samples, trace)
 
 
 def test_hnn_pm_nuts_exact_fallback_counts_its_check_tree(gre):

@@ -38,7 +38,7 @@ network its bias is large (the tests measure it). In cool-down, divergences use
 
 1. the monitor fires when the spread max H − min H of the true H over the HNN tree exceeds
    Δ_max^hnn (`nuts_transition(divergence="range")`; by default 1000, the true tree's
-   threshold: here it sets how often a true tree runs), a property of the set of states, so
+   threshold: here it sets cost and mixing, not exactness), a property of the set of states, so
    every start in a trajectory that did not fire would have built it and not fired: the
    HNN branch, x → y with probability P(tree | x)·1{no fire}·w(y), is symmetric as NUTS is;
 2. after a fall-back from x the true tree, with a momentum of its own (the HNN tree's is
@@ -78,6 +78,37 @@ def _check_hnn(hnn, dim):
                         f"{type(hnn).__name__}")
     if dim is not None and hnn.dim != dim:
         raise ValueError(f"`hnn` has dim {hnn.dim} but the target has dim {dim}")
+
+
+#: Dhulipala's monitor: threshold Δ_max^hnn and cool-down N_lf (PAPERS.md §3.4)
+DHULIPALA_MAX_HNN_ERROR, DHULIPALA_COOL_DOWN = 10.0, 20
+
+
+def monitor_settings(exact, max_hnn_error, cool_down, true_threshold):
+    """Checks and fills in an HNN sampler's monitor settings: `(max_hnn_error, cool_down)`.
+
+    `None` means the default: for the exact monitor (`exact=True`) the numerical tree's own
+    divergence threshold `true_threshold` and no cool-down (which it does not allow); for
+    Dhulipala's, 10 and 20."""
+    if not isinstance(exact, bool):
+        raise TypeError(f"`exact` must be a bool, got {exact!r}")
+    if max_hnn_error is None:
+        max_hnn_error = true_threshold if exact else DHULIPALA_MAX_HNN_ERROR
+    _checks.positive_float(max_hnn_error, "max_hnn_error")
+    if cool_down is None:
+        cool_down = 0 if exact else DHULIPALA_COOL_DOWN
+    if not isinstance(cool_down, int) or cool_down < 0:
+        raise ValueError(f"`cool_down` must be an integer >= 0, got {cool_down!r}")
+    if exact and cool_down:
+        raise ValueError(f"`cool_down` must be 0 with exact=True (a cool-down makes the "
+                         f"choice of integrator depend on the chain's past), got "
+                         f"{cool_down}")
+    return max_hnn_error, cool_down
+
+
+def hnn_energy(phase):
+    """H = −log π + ½|p|² of a NUTS `Phase` with one position and momentum part."""
+    return -phase.value + metropolis.kinetic_energy(phase.momentum[0])
 
 
 class HNNHMCResults(NamedTuple):
@@ -226,10 +257,11 @@ class HNNNUTS(Kernel):
       max_tree_depth: at most 2^max_tree_depth − 1 steps per tree (<= 16).
       max_hnn_error: Δ_max^hnn, the monitor's threshold on H(leaf) − H(start) (exact=False;
         default 10, Dhulipala's) or on the spread of H over the HNN tree (exact=True;
-        default `max_energy_error`, 1000). With the exact monitor the threshold is a cost
-        setting, not a guard: the HNN tree is exact at any spread (its leaves are weighted
-        with the true H, so leaves the network got wrong get negligible weight), and a low
-        threshold only sends more transitions to the true tree.
+        default `max_energy_error`, 1000). With the exact monitor the threshold sets cost
+        and mixing, not exactness: the HNN tree is exact at any spread (its leaves are
+        weighted with the true H, so leaves the network got wrong get negligible weight,
+        and such a tree barely moves the chain); a low threshold sends more transitions to
+        the true tree, which costs true gradients.
       exact: True (default): the exact monitor and fall-back (module docstring); False:
         Dhulipala's, with a cool-down.
       cool_down: N_lf, true-gradient transitions after a fall-back: default 20 (Dhulipala)
@@ -249,20 +281,9 @@ class HNNNUTS(Kernel):
         _check_hnn(hnn, self._dim)
         _checks.positive_float(step_size, "step_size")
         max_tree_depth = check_tree_depth(max_tree_depth)
-        if not isinstance(exact, bool):
-            raise TypeError(f"`exact` must be a bool, got {exact!r}")
         _checks.positive_float(max_energy_error, "max_energy_error")
-        if max_hnn_error is None:
-            max_hnn_error = max_energy_error if exact else 10.0
-        _checks.positive_float(max_hnn_error, "max_hnn_error")
-        if cool_down is None:
-            cool_down = 0 if exact else 20
-        if not isinstance(cool_down, int) or cool_down < 0:
-            raise ValueError(f"`cool_down` must be an integer >= 0, got {cool_down!r}")
-        if exact and cool_down:
-            raise ValueError(f"`cool_down` must be 0 with exact=True (a cool-down makes the "
-                             f"choice of integrator depend on the chain's past), got "
-                             f"{cool_down}")
+        max_hnn_error, cool_down = monitor_settings(exact, max_hnn_error, cool_down,
+                                                    max_energy_error)
         _checks.positive_float(tol, "tol")
         _checks.positive_int(max_iter, "max_iter")
         self._hnn = hnn
@@ -288,9 +309,7 @@ class HNNNUTS(Kernel):
             grad_evals=izero, potential_evals=izero, used_hnn=false, fell_back=false,
             cool_down=izero, fallback_rejected=false)
 
-    @staticmethod
-    def _energy(phase):
-        return -phase.value + metropolis.kinetic_energy(phase.momentum[0])
+    _energy = staticmethod(hnn_energy)
 
     def _hnn_step(self, phase, eps):
         """One HNN step; the leaf's value is the true log π (-inf if the step failed)."""

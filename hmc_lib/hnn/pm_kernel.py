@@ -47,7 +47,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from hmc_lib import _checks
-from hmc_lib.hnn.kernel import _check_hnn, _empty_info
+from hmc_lib.hnn.kernel import _check_hnn, _empty_info, hnn_energy, monitor_settings
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
 from hmc_lib.kernels import metropolis
 from hmc_lib.kernels.base import Kernel
@@ -132,20 +132,9 @@ class HNNPMNUTS(Kernel):
             raise ValueError(f"`hnn` must be a separable HNN over θ, got kind={hnn.kind!r}")
         _checks.positive_float(step_size, "step_size")
         max_tree_depth = check_tree_depth(max_tree_depth)
-        if not isinstance(exact, bool):
-            raise TypeError(f"`exact` must be a bool, got {exact!r}")
         _checks.positive_float(max_lf_error, "max_lf_error")
-        if max_hnn_error is None:
-            max_hnn_error = max_lf_error if exact else 10.0
-        _checks.positive_float(max_hnn_error, "max_hnn_error")
-        if cool_down is None:
-            cool_down = 0 if exact else 20
-        if not isinstance(cool_down, int) or cool_down < 0:
-            raise ValueError(f"`cool_down` must be an integer >= 0, got {cool_down!r}")
-        if exact and cool_down:
-            raise ValueError(f"`cool_down` must be 0 with exact=True (a cool-down makes the "
-                             f"choice of integrator depend on the chain's past), got "
-                             f"{cool_down}")
+        max_hnn_error, cool_down = monitor_settings(exact, max_hnn_error, cool_down,
+                                                    max_lf_error)
         if not (isinstance(u_correlation, (int, float)) and 0.0 <= u_correlation < 1.0):
             raise ValueError(f"`u_correlation` must be a float in [0, 1), got {u_correlation!r}")
         self._target, self._hnn = target, hnn
@@ -309,11 +298,8 @@ class HNNPMNUTS(Kernel):
                                                          hnn.field(th)), eps_c[:, None], 1)
             return Phase((end.position,), (end.momentum,), end.value, (end.grad,))
 
-        def energy(phase):
-            return -phase.value + metropolis.kinetic_energy(phase.momentum[0])
-
         start = Phase((theta,), (rho,), value, (hnn.field(theta),))
-        new, info = nuts_transition(start, seed, eps, step, energy, self.max_tree_depth,
+        new, info = nuts_transition(start, seed, eps, step, hnn_energy, self.max_tree_depth,
                                     self.max_hnn_error,
                                     divergence="range" if self.exact else "start")
         return new.position[0], new.value, info
