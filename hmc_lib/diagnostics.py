@@ -1,18 +1,31 @@
-"""Diagnostics: effective sample size, autocorrelation, the summary table, ArviZ export.
+"""Diagnostics: effective sample size, R̂, the convergence gate, the summary table, ArviZ
+export.
 
 Cost unit: every kernel reports `grad_evals`, the evaluations of the true gradient (or of the
 pseudo-marginal estimator's gradient) per step and chain, so ESS per gradient is comparable
 across methods. ESS is ArviZ's (Geyer's initial monotone sequence over all chains).
+
+The convergence gate (`convergence`): a run's numbers count only when its chains agree and
+carry enough effective draws, R̂ ≤ `RHAT_MAX` and bulk and tail ESS ≥ `ESS_MIN` in every
+coordinate (Vehtari, Gelman, Simpson, Carpenter and Bürkner 2021, the rule Stan and ArviZ
+use). The book marks every table cell that fails it and draws no verdict from it.
 """
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 from scipy import special
 
+#: the gate's largest rank-normalised split R̂ (Vehtari et al. 2021)
+RHAT_MAX = 1.01
+#: the gate's smallest bulk and tail ESS, over all chains of a run
+ESS_MIN = 100.0
+
 #: trace keys that are not per-step arrays
 _RUN_KEYS = ("seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size",
-             "final_state", "final_kernel_results")
+             "final_state", "final_kernel_results", "convergence", "stopped", "history",
+             "resumed_draws", "elapsed_seconds")
 
 
 def _as_draws(samples):
@@ -26,21 +39,42 @@ def _as_draws(samples):
     return x
 
 
+def _constant_coordinates(x, what):
+    """Boolean `[dim]`: coordinates in which no chain ever moved (each chain's draws all
+    equal its first). Warns once, naming them, when there are any: their ESS and R̂ are NaN,
+    not a number of draws."""
+    frozen = np.all(x == x[:1], axis=(0, 1))
+    if np.any(frozen):
+        idx = np.flatnonzero(frozen)
+        shown = ", ".join(map(str, idx[:8])) + (", ..." if idx.size > 8 else "")
+        warnings.warn(f"{what}: {idx.size} of {x.shape[2]} coordinates never moved in any of "
+                      f"the {x.shape[1]} chains of {x.shape[0]} draws (coordinates {shown}); "
+                      f"their {what} is NaN", RuntimeWarning, stacklevel=3)
+    return frozen
+
+
 def ess(samples, method="identity"):
     """Effective sample size per coordinate, all chains together.
 
     Args:
       samples: `[draws, chains, dim]` (or `[draws, chains]`).
       method: ArviZ's ESS method; "identity" is n / (1 + 2 Σ ρ_k) with Geyer's truncation
-        (PAPERS.md §0), "bulk" its rank-normalised split-chain version.
+        (the book's chapter 1), "bulk" its rank-normalised split-chain version, "tail" the
+        smaller of the ESS of the 5 % and 95 % quantile indicators.
     Returns:
-      `[dim]` numpy array.
+      `[dim]` numpy array; NaN, with a `RuntimeWarning`, in a coordinate where no chain ever
+      moved (a frozen chain carries no information, not one effective draw per draw).
     """
     import arviz as az
     x = _as_draws(samples)
+    frozen = _constant_coordinates(x, "ESS")
     data = az.convert_to_dataset({"x": np.moveaxis(x, 0, 1)})
-    out = az.ess(data, method=method)
-    return np.asarray(out["x"].values, dtype=np.float64).reshape(x.shape[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = az.ess(data, method=method)
+    e = np.asarray(out["x"].values, dtype=np.float64).reshape(x.shape[2])
+    e[frozen] = np.nan
+    return e
 
 
 def autocorrelation(samples, max_lag=None):
@@ -74,8 +108,66 @@ def rhat(samples):
     if x.shape[1] < 2 or x.shape[0] < 4:
         raise ValueError(f"`samples` needs >= 2 chains of >= 4 draws, got {x.shape[1]} of "
                          f"{x.shape[0]}")
+    frozen = _constant_coordinates(x, "R̂")
     data = az.convert_to_dataset({"x": np.moveaxis(x, 0, 1)})
-    return np.atleast_1d(np.asarray(az.rhat(data)["x"].values, dtype=np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = np.atleast_1d(np.asarray(az.rhat(data)["x"].values, dtype=np.float64)).copy()
+    r[frozen] = np.nan
+    return r
+
+
+class Convergence(NamedTuple):
+    """The convergence gate's reading of one run (one table cell): all chains together.
+
+    rhat_max: the largest rank-normalised split R̂ over coordinates.
+    ess_bulk_min, ess_tail_min: the smallest bulk and tail ESS over coordinates.
+    draws, chains: the size of the run read.
+    converged: `rhat_max <= RHAT_MAX` and both ESS `>= ESS_MIN` (False when any is NaN).
+    """
+    rhat_max: float
+    ess_bulk_min: float
+    ess_tail_min: float
+    draws: int
+    chains: int
+    converged: bool
+
+    @property
+    def ess_min(self):
+        """The smaller of the bulk and tail ESS."""
+        return min(self.ess_bulk_min, self.ess_tail_min)
+
+    def describe(self):
+        """One line: 'R̂ 1.004, ESS bulk 812, tail 655: converged' or '... : not converged'."""
+        word = "converged" if self.converged else "not converged"
+        return (f"R̂ {self.rhat_max:.3f}, ESS bulk {self.ess_bulk_min:.0f}, tail "
+                f"{self.ess_tail_min:.0f}: {word}")
+
+
+def convergence(samples, rhat_max=RHAT_MAX, ess_min=ESS_MIN):
+    """The convergence gate: is this run's output a result, or Monte Carlo noise?
+
+    Args:
+      samples: `[draws, chains, dim]` (or `[draws, chains]`), at least 2 chains of 4 draws;
+        for a structured state pass the part the result is about (e.g. θ of a
+        pseudo-marginal state).
+      rhat_max, ess_min: the thresholds (default: the book's, `RHAT_MAX` and `ESS_MIN`).
+    Returns:
+      `Convergence`. A coordinate in which no chain moved has NaN R̂ and ESS (with a warning)
+      and fails the gate.
+    """
+    x = _as_draws(samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # one warning, from rhat below
+        bulk = ess(x, method="bulk")
+        tail = ess(x, method="tail")
+    r = rhat(x)
+    worst = lambda v, f: float("nan") if np.any(np.isnan(v)) else float(f(v))
+    out = Convergence(worst(r, np.max), worst(bulk, np.min), worst(tail, np.min),
+                      int(x.shape[0]), int(x.shape[1]), False)
+    ok = (out.rhat_max <= rhat_max and out.ess_bulk_min >= ess_min
+          and out.ess_tail_min >= ess_min)
+    return out._replace(converged=bool(ok))
 
 
 def esjd(samples):
@@ -90,10 +182,18 @@ def summary(samples, trace, method="identity"):
     Returns a dict: `ess_min`, `ess_median`, `ess_max` (over coordinates), `acceptance`
     (mean of `is_accepted`), `divergences` (count), `esjd`, `grad_evals` (total over chains
     and draws), `ess_per_grad` and `ess_per_second` (both from `ess_min`),
-    `ess_median_per_grad`, `ess_median_per_second`, `seconds`, `draws`, `chains`.
+    `ess_median_per_grad`, `ess_median_per_second`, `seconds`, `draws`, `chains`; and the
+    convergence gate's reading (`convergence`, with one chain: R̂ NaN): `rhat_max`,
+    `ess_bulk_min`, `ess_tail_min`, `converged`.
     """
     x = _as_draws(samples)
     e = ess(x, method=method)
+    if x.shape[1] >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # `ess` above has warned
+            gate = convergence(x)
+    else:
+        gate = Convergence(float("nan"), float("nan"), float("nan"), x.shape[0], 1, False)
     grad_evals = float(np.sum(trace["grad_evals"])) if "grad_evals" in trace else float("nan")
     seconds = float(trace.get("seconds", float("nan")))
     out = dict(
@@ -101,7 +201,9 @@ def summary(samples, trace, method="identity"):
         acceptance=float(np.mean(trace["is_accepted"])) if "is_accepted" in trace else float("nan"),
         divergences=int(np.sum(trace["is_divergent"])) if "is_divergent" in trace else 0,
         esjd=esjd(x), grad_evals=grad_evals, seconds=seconds,
-        draws=int(x.shape[0]), chains=int(x.shape[1]))
+        draws=int(x.shape[0]), chains=int(x.shape[1]), rhat_max=gate.rhat_max,
+        ess_bulk_min=gate.ess_bulk_min, ess_tail_min=gate.ess_tail_min,
+        converged=gate.converged)
     out["ess_per_grad"] = out["ess_min"] / grad_evals if grad_evals > 0 else float("nan")
     out["ess_median_per_grad"] = out["ess_median"] / grad_evals if grad_evals > 0 else float("nan")
     out["ess_per_second"] = out["ess_min"] / seconds if seconds > 0 else float("nan")

@@ -206,3 +206,209 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         compile_seconds=compile_seconds, num_chunks=total, chunk_size=chunk_size,
         final_state=state, final_kernel_results=results)
     return samples, trace
+
+
+# ------------------------------------------------------------------ run until the gate passes
+
+def _flat_draws(kept):
+    """Kept draws as one `[draws, chains, k]` array for the gate: a structure's parts are
+    flattened per chain and joined along the last axis."""
+    parts = [np.asarray(p) for p in tf.nest.flatten(kept)]
+    parts = [p.reshape(p.shape[0], p.shape[1], -1) if p.ndim >= 2 else p[:, :, None]
+             for p in parts]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def _fingerprint(kernel, state, seed, chunk_draws, num_burnin_steps, chunk_size):
+    seed = np.asarray(tfp.random.sanitize_seed(seed)).tolist() if not isinstance(
+        seed, (int, np.integer)) else int(seed)
+    shapes = [[t.dtype.name, t.shape.as_list()] for t in tf.nest.flatten(state)]
+    return dict(kernel=type(kernel).__name__, seed=seed, chunk_draws=int(chunk_draws),
+                num_burnin_steps=int(num_burnin_steps), chunk_size=chunk_size, state=shapes)
+
+
+def _save_checkpoint(path, meta, state, results, kept, trace):
+    """Writes the run so far to `path` atomically (a kill mid-write leaves the old file)."""
+    import json
+    import os
+    arrays = {"meta": np.array(json.dumps(meta))}
+    for prefix, struct in (("state", state), ("results", results), ("kept", kept)):
+        for i, leaf in enumerate(tf.nest.flatten(struct)):
+            arrays[f"{prefix}/{i:04d}"] = np.asarray(leaf)
+    for name, value in trace.items():
+        arrays[f"trace/{name}"] = np.asarray(value)
+    tmp = f"{path}.tmp.npz"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, kernel, state_like, keep_fn, fingerprint):
+    """`(meta, state, results, kept, trace)` from `path`, or None if there is no such file.
+    Raises `ValueError` if the file belongs to a different run."""
+    import json
+    import os
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta["fingerprint"] != fingerprint:
+            raise ValueError(f"checkpoint {path!r} belongs to another run "
+                             f"({meta['fingerprint']} != {fingerprint}); delete it or pass "
+                             "another `checkpoint`")
+        part = lambda prefix: [data[k] for k in sorted(k for k in data.files
+                                                       if k.startswith(prefix + "/"))]
+        flat_state, flat_results, flat_kept = part("state"), part("results"), part("kept")
+        trace = {k[len("trace/"):]: data[k] for k in data.files if k.startswith("trace/")}
+    state = tf.nest.pack_sequence_as(
+        state_like, [tf.constant(a, dtype=t.dtype) for a, t in
+                     zip(flat_state, tf.nest.flatten(state_like))])
+    like = kernel.bootstrap_results(state)
+    results = tf.nest.pack_sequence_as(
+        like, [tf.constant(a, dtype=tf.as_dtype(t.dtype)) for a, t in
+               zip(flat_results, tf.nest.flatten(like))])
+    kept = tf.nest.pack_sequence_as(keep_fn(state), flat_kept)
+    return meta, state, results, kept, trace
+
+
+def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_evals=None,
+                 min_draws=None, num_burnin_steps=0, gate=None, keep_fn=None, trace_fn=None,
+                 chunk_size=None, checkpoint=None, checkpoint_seconds=120.0,
+                 jit_compile=True, progress=False):
+    """Samples in chunks until the convergence gate passes or a budget is spent.
+
+    Run lengths chosen by the answer, not by the clock: after every chunk of `chunk_draws`
+    kept draws the gate (default `diagnostics.convergence`: R̂ ≤ 1.01, bulk and tail ESS ≥
+    100) reads all kept draws so far; the run stops when it passes (and at least `min_draws`
+    are kept), or when another chunk would pass `max_draws` or `max_grad_evals`. "Did not
+    converge within the budget" is a result too: `trace["stopped"]` says which.
+
+    Chunk k runs `sample(kernel, chunk_draws, ...)` from where chunk k − 1 ended, with the
+    seed `fold_in(seed, k)` (the burn-in runs inside chunk 0), so a run is fixed by `seed`
+    and `chunk_draws` and a longer budget only appends chunks.
+
+    With `checkpoint` (a file path) the run so far (kept draws, trace, chain state, kernel
+    results, chunk count, elapsed time, gate history) is written there atomically at the end
+    of a chunk once `checkpoint_seconds` have passed since the last write, and at the stop.
+    Calling again with the same arguments after the process was killed (even `kill -9`)
+    resumes from the last write and gives, on the same machine, the same draws as a run that
+    was never interrupted.
+
+    Args:
+      kernel: a `tfp.mcmc.TransitionKernel`.
+      current_state: `[chains, dim]`, or a list of `[chains, ...]` tensors.
+      seed: int or `[2]` int tensor.
+      chunk_draws: kept draws per chunk (the gate is read between chunks).
+      max_draws: the most kept draws per chain.
+      max_grad_evals: the most gradient evaluations, summed over chains and kept draws
+        (`grad_evals` of the kernel results; burn-in not counted), or None.
+      min_draws: draws to keep before the gate may stop the run (default: one chunk).
+      num_burnin_steps: steps run and discarded before the first kept draw.
+      gate: `kept draws -> diagnostics.Convergence` (default `diagnostics.convergence` of
+        the kept draws, a structure's parts joined along the last axis). Pass your own to
+        gate on some coordinates only, or with relabelling.
+      keep_fn, trace_fn, chunk_size, jit_compile, progress: as for `sample`.
+      checkpoint: path of the checkpoint file (`.npz`), or None.
+      checkpoint_seconds: least wall-clock seconds between checkpoint writes.
+    Returns:
+      `(samples, trace)` as from `sample`, for all kept draws, with `trace` also holding
+      `convergence` (the gate's reading at the stop), `stopped` ("converged", "max_draws"
+      or "max_grad_evals"), `history` (a dict per chunk: draws, grad_evals, rhat_max,
+      ess_bulk_min, ess_tail_min, converged), `resumed_draws` (draws restored from the
+      checkpoint, 0 if none) and `elapsed_seconds` (wall clock of all chunks, earlier
+      processes included).
+    """
+    from hmc_lib import diagnostics
+    _checks.positive_int(chunk_draws, "chunk_draws")
+    _checks.positive_int(max_draws, "max_draws")
+    if max_grad_evals is not None and not max_grad_evals > 0:
+        raise ValueError(f"`max_grad_evals` must be > 0 or None, got {max_grad_evals!r}")
+    if min_draws is None:
+        min_draws = chunk_draws
+    if not isinstance(min_draws, (int, np.integer)) or min_draws < 0:
+        raise ValueError(f"`min_draws` must be an integer >= 0, got {min_draws!r}")
+    if chunk_draws > max_draws:
+        raise ValueError(f"`chunk_draws` ({chunk_draws}) must be <= `max_draws` ({max_draws})")
+    gate = gate or (lambda kept: diagnostics.convergence(_flat_draws(kept)))
+    keep = keep_fn or (lambda s: s)
+    state = _check_state(current_state)
+    base_seed = tfp.random.sanitize_seed(
+        tf.constant([int(seed), 0], tf.int32) if isinstance(seed, (int, np.integer)) else seed)
+    chunk_size = chunk_size or max(1, math.ceil(chunk_draws / 5))
+    fingerprint = _fingerprint(kernel, state, seed, chunk_draws, num_burnin_steps,
+                               int(chunk_size))
+
+    kept, trace, results, history = None, {}, None, []
+    meta = dict(fingerprint=fingerprint, chunks=0, elapsed=0.0, seconds=0.0,
+                burnin_seconds=0.0, compile_seconds=float("nan"), history=history)
+    restored = (_load_checkpoint(checkpoint, kernel, state, keep, fingerprint)
+                if checkpoint else None)
+    if restored is not None:
+        meta, state, results, kept, trace = restored
+        history = meta["history"]
+    resumed_draws = 0 if kept is None else int(tf.nest.flatten(kept)[0].shape[0])
+
+    def done(kept, trace):
+        if not history:
+            return None
+        draws = history[-1]["draws"]
+        if history[-1]["converged"] and draws >= min_draws:
+            return "converged"
+        if draws + chunk_draws > max_draws:
+            return "max_draws"
+        if max_grad_evals is not None:
+            per_chunk = history[-1]["grad_evals"] / len(history)
+            if history[-1]["grad_evals"] + per_chunk > max_grad_evals:
+                return "max_grad_evals"
+        return None
+
+    last_write = time.perf_counter()
+    stopped = done(kept, trace)
+    while stopped is None:
+        k = meta["chunks"]
+        start = time.perf_counter()
+        s, tr = sample(kernel, chunk_draws, state,
+                       num_burnin_steps=num_burnin_steps if k == 0 else 0,
+                       seed=tf.random.experimental.stateless_fold_in(base_seed, k),
+                       previous_kernel_results=results, trace_fn=trace_fn, keep_fn=keep_fn,
+                       chunk_size=chunk_size, jit_compile=jit_compile, progress=False)
+        state, results = tr.pop("final_state"), tr.pop("final_kernel_results")
+        run_keys = {key: tr.pop(key) for key in list(tr) if key in (
+            "seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size")}
+        kept = s if kept is None else tf.nest.map_structure(
+            lambda a, b: np.concatenate([a, b], 0), kept, s)
+        trace = tr if not trace else {key: np.concatenate([trace[key], tr[key]], 0)
+                                      for key in trace}
+        meta["seconds"] += run_keys["seconds"]
+        if k == 0:
+            meta["burnin_seconds"] = run_keys["burnin_seconds"]
+            meta["compile_seconds"] = run_keys["compile_seconds"]
+        meta["chunks"] = k + 1
+        meta["elapsed"] += time.perf_counter() - start
+        g = gate(kept)
+        history.append(dict(
+            draws=int(tf.nest.flatten(kept)[0].shape[0]),
+            grad_evals=float(np.sum(trace["grad_evals"])) if "grad_evals" in trace else 0.0,
+            rhat_max=g.rhat_max, ess_bulk_min=g.ess_bulk_min, ess_tail_min=g.ess_tail_min,
+            converged=bool(g.converged)))
+        meta["history"] = history
+        stopped = done(kept, trace)
+        if progress:
+            import sys
+            h = history[-1]
+            print(f"sample_until: {h['draws']} draws, R̂ {h['rhat_max']:.3f}, ESS bulk "
+                  f"{h['ess_bulk_min']:.0f} tail {h['ess_tail_min']:.0f}"
+                  + (f" -> {stopped}" if stopped else ""), file=sys.stderr, flush=True)
+        if checkpoint and (stopped or time.perf_counter() - last_write >= checkpoint_seconds):
+            _save_checkpoint(checkpoint, meta, state, results, kept, trace)
+            last_write = time.perf_counter()
+
+    out = dict(trace)
+    out.update(seconds=meta["seconds"], burnin_seconds=meta["burnin_seconds"],
+               compile_seconds=meta["compile_seconds"], final_state=state,
+               final_kernel_results=results, convergence=gate(kept), stopped=stopped,
+               history=list(history), resumed_draws=resumed_draws,
+               elapsed_seconds=meta["elapsed"])
+    return kept, out

@@ -24,3 +24,52 @@ def test_med_range_formats_median_and_range_or_the_one_number():
     assert book.med_range_finite([np.nan, np.inf], "none") == "none"
     with pytest.raises(ValueError, match="`x`"):
         book.med_range([])
+
+
+import pathlib
+import re
+
+
+def test_verdicts_draw_only_on_converged_cells(monkeypatch):
+    import myst_nb
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.update({name: value}))
+    calls = []
+    say = lambda: calls.append(1) or "A beats B"
+    assert book.glue_verdict("x-verdict", [True, {"converged": True}], say) == "A beats B"
+    gate_no = type("G", (), {"converged": False})()
+    text = book.glue_verdict("y-verdict", [True, gate_no], say)
+    assert text.startswith("no verdict: 1 of 2") and len(calls) == 1   # `say` not called
+    assert glued == {"x-verdict": "A beats B", "y-verdict": text}
+    assert book.verdict([False], say, otherwise="unconverged") == "unconverged"
+    with pytest.raises(ValueError, match="cells"):
+        book.verdict([], say)
+    with pytest.raises(book.UnconvergedVerdict, match="ratio"):
+        book.require_converged([True, False], "ratio")
+    book.require_converged([True], "ratio")
+
+
+def test_gated_table_marks_unconverged_rows_and_columns():
+    import pandas as pd
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}, index=["x", "y"])
+    html = book.gated_table(frame, [True, False]).to_html()
+    assert f"y {book.UNCONVERGED_MARK}" in html and f"x {book.UNCONVERGED_MARK}" not in html
+    assert "italic" in html
+    html = book.gated_table(frame, [False, True], axis=1).to_html()
+    assert f"a {book.UNCONVERGED_MARK}" in html
+    with pytest.raises(ValueError, match="converged"):
+        book.gated_table(frame, [True])
+    assert "R̂ > 1.01" in book.gate_note()
+    cols = book.gate_columns({"rhat_max": 1.2, "ess_bulk_min": 5.0, "ess_tail_min": 4.0,
+                              "converged": False})
+    assert cols["converged"] == f"no {book.UNCONVERGED_MARK}" and cols["R̂"] == 1.2
+
+
+def test_every_glued_verdict_in_the_chapters_goes_through_the_gate():
+    """A glued name ending in '-verdict' is a sentence that compares; it must be glued by
+    `glue_verdict`, which draws only on converged cells."""
+    chapters = sorted((pathlib.Path(__file__).parent.parent / "book").glob("*.md"))
+    plain = re.compile(r"""(?<![\w.])glue\(\s*f?["']([^"']*-verdict)["']""")
+    offenders = [(p.name, m.group(1)) for p in chapters
+                 for m in plain.finditer(p.read_text(encoding="utf-8"))]
+    assert not offenders, f"verdicts glued without the gate: {offenders}"

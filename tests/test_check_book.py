@@ -110,3 +110,30 @@ def test_redirect_pages(tmp_path):
     assert check_book.redirect_target(page) == "book/intro.html"
     page.write_text("<html><body><p>text</p></body></html>")
     assert check_book.redirect_target(page) is None
+
+
+def test_tables_and_outputs_wider_than_the_column_fail():
+    info = {"images": [], "column_width": 740,
+            "wide": [{"what": "table", "width": 1173, "text": "Every method on every target"}]}
+    report = check_book.check_dom(RENDERED.replace('<img src="fig.png" alt="a figure">', ""),
+                                  None, info)
+    assert len(report.problems) == 1
+    assert "table wider than the text column (1173 px > 740 px)" in report.problems[0]
+    ok = check_book.check_dom(RENDERED.replace('<img src="fig.png" alt="a figure">', ""),
+                              None, {"images": [], "column_width": 740, "wide": []})
+    assert ok.problems == []
+
+
+@pytest.mark.skipif(check_book.find_chromium() is None, reason="chromium not installed")
+def test_chromium_measures_tables_wider_than_the_column(tmp_path):
+    cells = "".join(f"<td>column number {i}</td>" for i in range(30))
+    page = tmp_path / "page.html"
+    page.write_text(f"""<html><body><article class="bd-article" style="width: 740px">
+    <table><caption>too wide</caption><tr>{cells}</tr></table>
+    <table><tr><td>narrow</td></tr></table>
+    <div class="cell_output"><pre>{"x" * 400}</pre></div>
+    </article></body></html>""")
+    dom, info = check_book.render(page, check_book.find_chromium(), budget_ms=2000)
+    assert info is not None and info["column_width"] == 740
+    assert [w["what"] for w in info["wide"]] == ["table", "output"]
+    assert info["wide"][0]["text"] == "too wide"

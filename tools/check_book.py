@@ -10,7 +10,9 @@ the rendered DOM. A page fails if
   a remote address (the book must read offline), or ``naturalWidth == 0`` in the browser;
 - a cell output shows an error: a traceback or error output, a stderr block, a Python
   exception line (``ValueError: ...``), TensorFlow/absl log lines or a progress bar;
-- the page needs the network: a remote ``<script>``, stylesheet or ``<iframe>``.
+- the page needs the network: a remote ``<script>``, stylesheet or ``<iframe>``;
+- a table or a cell output is wider than the text column (at a 1280-pixel window): the
+  reader would have to scroll sideways or would miss its right-hand side.
 
 It prints, per page, the equations rendered, the images OK and the outputs checked, every
 problem found, and a total line; exit status 1 if any page failed.
@@ -65,7 +67,28 @@ window.addEventListener("load", function () {
               complete: im.complete};
     });
     var mj = window.MathJax;
-    var info = {images: imgs,
+    // Tables and cell outputs wider than the text column (laid out at the window's width).
+    var column = document.querySelector("article.bd-article") ||
+                 document.querySelector("main") || document.body;
+    var style = window.getComputedStyle(column);
+    var columnWidth = column.clientWidth - parseFloat(style.paddingLeft || 0) -
+                      parseFloat(style.paddingRight || 0);
+    var wide = [];
+    column.querySelectorAll("table, .cell_output").forEach(function (el) {
+      var width = Math.max(el.scrollWidth, el.getBoundingClientRect().width);
+      if (el.tagName !== "TABLE") {
+        el.querySelectorAll("*").forEach(function (c) {
+          width = Math.max(width, c.scrollWidth);
+        });
+      }
+      if (width > columnWidth + 2) {
+        var cap = el.querySelector("caption");
+        var text = (cap ? cap.textContent : el.textContent) || "";
+        wide.push({what: el.tagName === "TABLE" ? "table" : "output",
+                   width: Math.round(width), text: text.trim().slice(0, 70)});
+      }
+    });
+    var info = {images: imgs, column_width: Math.round(columnWidth), wide: wide,
                 mathjax: !!(mj && mj.version), mathjax_version: mj && mj.version || null};
     var pre = document.createElement("pre");
     pre.id = "%s";
@@ -229,6 +252,13 @@ def check_dom(html, page_path=None, browser_info=None, name=None):
                 line = text[match.start():].splitlines()[0] if text[match.start():] else ""
                 problems.append(f"{what} in a cell output: {line.strip()[:80]}")
 
+    # Width: the probe measured, in the browser, what overflows the text column.
+    if browser_info is not None:
+        column = browser_info.get("column_width")
+        for rec in browser_info.get("wide", []):
+            problems.append(f"{rec['what']} wider than the text column ({rec['width']} px > "
+                            f"{column} px): {' '.join(str(rec.get('text', '')).split())[:60]}")
+
     # Network.
     for tag, attr in (("script", "src"), ("iframe", "src")):
         for node in soup.find_all(tag):
@@ -280,7 +310,8 @@ def render(page, chromium, budget_ms=20000, screenshot=None):
         probe_page = pathlib.Path(tmp) / page.name
         probe_page.write_text(html, encoding="utf-8")
         cmd = _chromium_cmd(chromium, pathlib.Path(tmp) / "profile")
-        # A tall window: every image is in view, so none is left unloaded as "lazy".
+        # A tall window: every image is in view, so none is left unloaded as "lazy"; 1280
+        # pixels wide, a common laptop, at which the text column is measured.
         run = subprocess.run(
             [*cmd, "--window-size=1280,20000", f"--virtual-time-budget={budget_ms}",
              "--run-all-compositor-stages-before-draw", "--dump-dom",

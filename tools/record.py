@@ -1,0 +1,47 @@
+"""Runs a recorded long run (`hmc_lib.records`) and writes its record, which a chapter renders.
+
+Usage: `python tools/record.py NAME [--scale paper] [--workdir DIR]`; `--list` lists the runs.
+A run killed midway resumes where it stopped when started again with the same arguments
+(the work folder, default `_build/records/NAME-SCALE`, keeps finished units and checkpoints).
+Each entry of `RUNS` names a function `fn(workdir, scale) -> record` in the method's package;
+it writes the record to the file the chapter reads.
+"""
+
+import argparse
+import importlib
+import os
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: run name -> "module:function" (the function writes the record where its chapter reads it)
+RUNS = {
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", nargs="?", choices=sorted(RUNS), metavar="NAME")
+    parser.add_argument("--scale", default="paper")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--list", action="store_true", help="list the runs and exit")
+    args = parser.parse_args(argv)
+    if args.list or not args.name:
+        for name, target in sorted(RUNS.items()):
+            print(f"{name:28} {target}")
+        return 0
+    module, fn = RUNS[args.name].split(":")
+    workdir = args.workdir or str(ROOT / "_build" / "records" / f"{args.name}-{args.scale}")
+    os.makedirs(workdir, exist_ok=True)
+    start = time.perf_counter()
+    rec = getattr(importlib.import_module(module), fn)(workdir, args.scale)
+    print(f"{args.name}: record written ({time.perf_counter() - start:.0f} s in this process, "
+          f"{rec['wall_seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
