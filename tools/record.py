@@ -1,6 +1,7 @@
 """Runs a recorded long run (`hmc_lib.records`) and writes its record, which a chapter renders.
 
-Usage: `python tools/record.py NAME [--scale paper] [--workdir DIR]`; `--list` lists the runs.
+Usage: `python tools/record.py NAME [--scale paper] [--workdir DIR] [--threads 1]`; `--list`
+lists the runs.
 A run killed midway resumes where it stopped when started again with the same arguments
 (the work folder, default `_build/records/NAME-SCALE`, keeps finished units and checkpoints).
 Each entry of `RUNS` names a function `fn(workdir, scale) -> record` in the method's package;
@@ -27,12 +28,18 @@ def main(argv=None):
     parser.add_argument("name", nargs="?", choices=sorted(RUNS), metavar="NAME")
     parser.add_argument("--scale", default="paper")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="TensorFlow threads (default 1: a long run leaves the other "
+                             "cores free)")
     parser.add_argument("--list", action="store_true", help="list the runs and exit")
     args = parser.parse_args(argv)
     if args.list or not args.name:
         for name, target in sorted(RUNS.items()):
             print(f"{name:28} {target}")
         return 0
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     module, fn = RUNS[args.name].split(":")
     workdir = args.workdir or str(ROOT / "_build" / "records" / f"{args.name}-{args.scale}")
     os.makedirs(workdir, exist_ok=True)
