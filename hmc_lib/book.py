@@ -130,3 +130,26 @@ def require_converged(cells, what):
     if bad:
         raise UnconvergedVerdict(f"{what}: cells {bad} of {len(cells)} did not pass the "
                                  "convergence gate")
+
+
+def glue_glance(key, claim, paper, ours_book, ours_long, converged, cells, say,
+                otherwise=None):
+    """Glues one row of the introduction's "results at a glance" table, from a chapter.
+
+    Each chapter calls this for its headline results; the introduction pastes the values
+    (`{glue:text}` from the chapter's notebook). Glued names: `glance-<key>-claim` (what
+    is measured, a few words), `-paper` (the paper's number, as text), `-book` (ours at
+    `book` scale: 'median (range)' over seeds where there are seeds), `-long` (ours from
+    the recorded paper-size run, or 'not recorded'), `-gate` ('converged' or 'not
+    converged') and `-verdict` (one line, through `glue_verdict(cells, say, otherwise)`).
+    Args `paper`, `ours_book`, `ours_long` are strings; `converged` a bool for the `book`
+    cell(s) the row shows.
+    """
+    for part, value in (("claim", claim), ("paper", paper), ("book", ours_book),
+                        ("long", ours_long)):
+        if not isinstance(value, str):
+            raise TypeError(f"`{part if part != 'book' else 'ours_book'}` must be a str, "
+                            f"got {type(value).__name__}")
+        glue(f"glance-{key}-{part}", value)
+    glue(f"glance-{key}-gate", "converged" if converged else f"not converged {UNCONVERGED_MARK}")
+    return glue_verdict(f"glance-{key}-verdict", cells, say, otherwise)
