@@ -20,6 +20,11 @@
 
    Builds at different scales keep separate caches (switching back is free); a library
    change starts a fresh cache for that scale and seed, and the superseded one is deleted.
+
+3. **The introduction follows the chapters.** Its "results at a glance" table pastes values
+   glued by the chapters (``{glue:text}`chapter.md::key```), which Sphinx resolves when it
+   writes the page; a chapter re-read (edited or re-executed) therefore marks the
+   introduction for re-reading too, so its table never shows a superseded run.
 """
 
 import hashlib
@@ -96,7 +101,19 @@ def _set_cache_path(app, config):
     LOGGER.info(f"hmc-book: execution cache for {key}")
 
 
+INTRO = "book/intro"
+
+
+def _intro_follows_chapters(app, env, added, changed, removed):
+    """`env-get-outdated`: re-read the introduction whenever a chapter is re-read."""
+    chapters = {d for d in (added | changed | removed) if d.startswith("book/") and d != INTRO}
+    if chapters and INTRO in env.found_docs and INTRO not in added | changed:
+        return [INTRO]
+    return []
+
+
 def setup(app):
+    app.connect("env-get-outdated", _intro_follows_chapters)
     # After myst-nb has registered nb_execution_cache_path, before it reads it (builder-inited).
     app.connect("config-inited", _set_cache_path, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
