@@ -1,0 +1,27 @@
+"""Which sampler when? Every method of the book on a common set of targets (issue 18).
+
+Not a method package: like `bench`, it sits on top and imports the methods (which never
+import each other); nothing in the library imports it. Used by `book/09_compare.md` and by
+`python -m hmc_lib.bench compare`.
+
+- `grid`: the methods, the targets per scale, which method applies where (and why not), and
+  the run sizes;
+- `runner`: `run(scale) -> (records, seconds)`, one `Record` per (method, target) with every
+  field (learned ones: the median over training seeds, `aggregate`); `reference`, the
+  break-even reference; `tfp_nuts`, the TFP baseline; `standardised`, the warm-up's preconditioning;
+- `metrics`: bias in posterior sds, the break-even number of effective draws, and ESS per
+  second with training amortised; `worst`, `converged`, `amortised_range` and `winner`, the
+  chapter's guidance over training seeds.
+"""
+
+from hmc_lib.compare import grid, metrics
+from hmc_lib.compare.grid import METHODS, applies, settings, targets_at
+from hmc_lib.compare.metrics import (amortised_range, amortised_rate, bias, break_even,
+                                     converged, winner, worst)
+from hmc_lib.compare.runner import (MEASURES, BIAS_FIELDS, SPREAD, Record, aggregate,
+                                    ground_truth, reference, run, run_target, standardised,
+                                    tfp_nuts)
+
+__all__ = ["grid", "metrics", "METHODS", "applies", "settings", "targets_at", "amortised_rate",
+           "amortised_range", "bias", "break_even", "converged", "winner", "worst", "MEASURES", "BIAS_FIELDS", "SPREAD", "Record", "aggregate",
+           "ground_truth", "reference", "run", "run_target", "standardised", "tfp_nuts"]

@@ -1,0 +1,91 @@
+"""The method × target grid of the comparison, its run sizes per scale, and which method
+applies to which target (with the reason where one does not).
+
+Methods (keys of `METHODS`): the library's `hmc` and `nuts` (warm-up: `hmc_lib.warmup`,
+Stan's windows), TFP's `tfp_nuts` with `DualAveragingStepSizeAdaptation` (the baseline a
+practitioner reaches for), the learned samplers `l2hmc`, `nnghmc`, `hnn_hmc`, `hnn_nuts`, and
+the pseudo-marginal `pm_hmc`, `pm_nuts`.
+"""
+
+from hmc_lib import scale as scale_mod
+
+#: method key -> label shown in tables and figures
+METHODS = {
+    "hmc": "HMC",
+    "nuts": "NUTS",
+    "tfp_nuts": "TFP NUTS (dual averaging)",
+    "l2hmc": "L2HMC",
+    "nnghmc": "NNgHMC",
+    "hnn_hmc": "HNN-HMC",
+    "hnn_nuts": "HNN-NUTS",
+    "pm_hmc": "PM-HMC",
+    "pm_nuts": "PM-NUTS",
+}
+
+#: methods that train a network before sampling (their training cost is reported apart)
+LEARNED = ("l2hmc", "nnghmc", "hnn_hmc", "hnn_nuts")
+#: methods that need no training (the break-even reference is the best of these)
+UNTRAINED = ("hmc", "nuts", "tfp_nuts")
+#: methods for pseudo-marginal targets only
+PSEUDO_MARGINAL = ("pm_hmc", "pm_nuts")
+
+#: the book's targets, then the Inference Gym's four
+BOOK_TARGETS = ("icg50", "banana", "mog", "logreg", "glmm")
+GYM_TARGETS = ("gym_eight_schools", "gym_brownian", "gym_funnel", "gym_icg")
+PM_TARGETS = ("glmm",)
+#: rough relative cost of a target at `book` scale (measured wall clock, 2 cores), so that
+#: `runner.run` starts the costliest first; targets not listed count 1
+COST = {"gym_brownian": 2.0, "logreg": 2.0, "gym_funnel": 1.2, "gym_eight_schools": 1.2,
+        "glmm": 0.5}
+
+
+def targets_at(scale=None):
+    """Target names compared at `scale`: at `ci` one Inference Gym target and the GLMM (so
+    every method has an applicable row and every "n/a" reason occurs); all nine otherwise."""
+    return scale_mod.pick(ci=("gym_eight_schools", "glmm"),
+                          book=BOOK_TARGETS + GYM_TARGETS,
+                          paper=BOOK_TARGETS + GYM_TARGETS, scale=scale)
+
+
+def applies(method, target):
+    """`(True, "")` if `method` runs on target `target` (a name), else `(False, reason)`."""
+    if method not in METHODS:
+        raise ValueError(f"unknown `method` {method!r}; known: {', '.join(METHODS)}")
+    if not isinstance(target, str):
+        raise TypeError(f"`target` must be a target name (str), got {target!r}")
+    pm_target = target in PM_TARGETS
+    if method in PSEUDO_MARGINAL and not pm_target:
+        return False, "the likelihood is tractable: pseudo-marginal methods are for estimated ones"
+    if method not in PSEUDO_MARGINAL and pm_target:
+        if method in LEARNED:
+            return False, ("needs log π and its gradient, which the GLMM only has as a noisy "
+                           "estimate; no learned variant for the extended (θ, u) space here")
+        return False, "the likelihood is intractable: use its pseudo-marginal version"
+    return True, ""
+
+
+def settings(scale=None):
+    """Run sizes at `scale` (a dict; see the module docstring of `hmc_lib.compare.runner`)."""
+    p = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
+    return dict(
+        chains=p(8, 16, 32),
+        training_seeds=p(2, 3, 3),         # per learned method (the book's rule: >= 3)
+        warmup=p(100, 200, 1000),          # NUTS warm-up (Stan's windows) shared by our methods
+        hmc_warmup=p(40, 100, 300),        # HMC's own step-size warm-up (mass from NUTS's)
+        draws=p(100, 400, 2000),
+        max_tree_depth=p(6, 8, 10),
+        max_hmc_steps=p(30, 50, 100),      # cap on HMC's L (L = NUTS's median trajectory)
+        l2hmc=dict(train_steps=p(40, 200, 2000), num_leapfrog_steps=10,
+                   hidden_units=p((10, 10), (32, 32), (100, 100))),
+        nnghmc=dict(collect=p(40, 100, 400), probe_steps=20, tolerance=0.15,
+                    net=dict(hidden=p(32, 100, 100), epochs=p(10, 30, 50), batch_size=128,
+                             learning_rate=1e-3)),
+        hnn=dict(num_trajectories=p(5, 10, 40), num_steps=p(20, 25, 50),
+                 train_steps=p(100, 600, 5000), hidden=p((32, 32), (64, 64), (100, 100)),
+                 batch_size=p(256, 512, 1000), learning_rate=5e-3,
+                 max_hnn_error=1000.0),      # HNN-NUTS's exact monitor (chapter 7)
+        glmm=dict(num_individuals=p(50, 200, 500), num_importance=p(16, 32, 128),
+                  warmup=p(40, 100, 300), draws=p(30, 100, 500), num_leapfrog_steps=10,
+                  max_tree_depth=p(4, 5, 6), chains=p(4, 4, 8)),
+        logreg=dict(num_data=p(1000, 2000, 5000), num_features=p(10, 20, 50)),
+    )

@@ -1,0 +1,612 @@
+"""Dhulipala et al.'s targets, the run sizes of chapter 7 and its benchmark, and the
+published numbers (PAPERS.md §3.4); also the chapter's other experiments: `run_glmm`
+(HNN-PM-NUTS against PM-NUTS on the GLMM), `compare_variants` (Chen's HNN variants) and
+`run_conditional` (Chen's §8.2 data-conditioned HNN).
+
+The targets are defined here, with the method, for now (not in `hmc_lib.targets`):
+
+- ``gmm1d``: ½N(−1, 0.35²) + ½N(1, 0.35²) (Chen's replication).
+- ``icg5``: N(0, diag(10^linspace(−2, 2, 5))), the 5-d ill-conditioned Gaussian.
+- ``funnel2d``: Neal's funnel, v ~ N(0, 3²), x | v ~ N(0, e^v); state (v, x).
+- ``rosenbrock3d``: log π = −Σ_i [100 (x_{i+1} − x_i²)² + (1 − x_i)²] / 20 (Dhulipala's
+  scaling); exact draws and moments through its factorisation (`rosenbrock3d_moments`,
+  `rosenbrock3d_to_normal`).
+"""
+
+import functools
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from hmc_lib import _reuse, scale as scale_mod
+from hmc_lib.targets.base import Target
+
+SIGMA_GMM = 0.35
+ICG5_VARIANCES = 10.0 ** np.linspace(-2.0, 2.0, 5)
+
+
+def _gmm1d():
+    s = SIGMA_GMM
+
+    def log_prob(x):
+        x = x[..., 0]
+        a = -0.5 * tf.square((x - 1.0) / s)
+        b = -0.5 * tf.square((x + 1.0) / s)
+        return tf.reduce_logsumexp(tf.stack([a, b], 0), 0) - math.log(2.0 * s) \
+            - 0.5 * math.log(2.0 * math.pi)
+
+    def sample(n, seed, dtype=tf.float32):
+        rng = np.random.default_rng(int(seed))
+        sign = rng.choice([-1.0, 1.0], size=(n, 1))
+        return tf.constant(sign + s * rng.standard_normal((n, 1)), dtype)
+
+    return Target(log_prob, 1, "gmm1d", mean=[0.0], variance=[1.0 + s * s], sample_fn=sample)
+
+
+def _icg5():
+    var = ICG5_VARIANCES
+
+    def log_prob(x):
+        return -0.5 * tf.reduce_sum(tf.square(x) / tf.constant(var, x.dtype), -1)
+
+    def grad(x):
+        return -x / tf.constant(var, x.dtype)
+
+    def sample(n, seed, dtype=tf.float32):
+        rng = np.random.default_rng(int(seed))
+        return tf.constant(rng.standard_normal((n, 5)) * np.sqrt(var), dtype)
+
+    return Target(log_prob, 5, "icg5", mean=np.zeros(5), variance=var, sample_fn=sample,
+                  grad_fn=grad)
+
+
+def _funnel2d():
+    def log_prob(z):
+        v, x = z[..., 0], z[..., 1]
+        return -0.5 * tf.square(v / 3.0) - 0.5 * tf.square(x) * tf.exp(-v) - 0.5 * v
+
+    def sample(n, seed, dtype=tf.float32):
+        rng = np.random.default_rng(int(seed))
+        v = 3.0 * rng.standard_normal(n)
+        x = np.exp(v / 2.0) * rng.standard_normal(n)
+        return tf.constant(np.stack([v, x], -1), dtype)
+
+    return Target(log_prob, 2, "funnel2d", mean=[0.0, 0.0], variance=[9.0, math.exp(4.5)],
+                  sample_fn=sample)
+
+
+#: Rosenbrock 3-d, log π = −Σ_i [100 (x_{i+1} − x_i²)² + (1 − x_i)²] / 20, factorises as
+#: x₃ | x₂ ~ N(x₂², 1/10), x₂ | x₁ ~ N((10 x₁² + 0.1)/10.1, 1/10.1) and
+#: p(x₁) ∝ exp(−(1 − x₁)²/20 − (x₁² − 1)²/20.2) (integrate x₃, then x₂: a Gaussian
+#: convolution). So it has an exact sampler (x₁ by inverse CDF on a fine grid) and moments
+#: by 1-d quadrature, and the Rosenblatt map below takes it to N(0, I).
+ROSEN_PREC2 = 10.1     # precision of x₂ | x₁
+ROSEN_PREC3 = 10.0     # precision of x₃ | x₂
+
+
+def _rosen_x2_mean(x1):
+    return (10.0 * x1 * x1 + 0.1) / ROSEN_PREC2
+
+
+_ROSEN_GRID = {}
+
+
+def _rosen_grid():
+    """(grid, density, cdf) of x₁ on [−8, 8] (400,001 points; the density is < e⁻¹⁷⁰ at
+    the ends), cached."""
+    if not _ROSEN_GRID:
+        x = np.linspace(-8.0, 8.0, 400001)
+        logp = -(1.0 - x) ** 2 / 20.0 - (x * x - 1.0) ** 2 / (2.0 * ROSEN_PREC2)
+        w = np.exp(logp - logp.max())
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(x))])
+        w, cdf = w / cdf[-1], cdf / cdf[-1]
+        _ROSEN_GRID.update(x=x, density=w, cdf=cdf)
+    return _ROSEN_GRID["x"], _ROSEN_GRID["density"], _ROSEN_GRID["cdf"]
+
+
+def rosenbrock3d_moments():
+    """Exact mean and variance `[3]` each of the 3-d Rosenbrock target (1-d quadrature)."""
+    x, w, _ = _rosen_grid()
+    dx = x[1] - x[0]
+    e = lambda f: float(np.sum(f * w) * dx)
+    m, s2 = _rosen_x2_mean(x), 1.0 / ROSEN_PREC2
+    ex2_2 = m * m + s2                                   # E[x₂² | x₁]
+    ex2_4 = m ** 4 + 6 * m * m * s2 + 3 * s2 * s2        # E[x₂⁴ | x₁]
+    mean = np.array([e(x), e(m), e(ex2_2)])
+    second = np.array([e(x * x), e(ex2_2), e(ex2_4) + 1.0 / ROSEN_PREC3])
+    return mean, second - mean ** 2
+
+
+def rosenbrock3d_to_normal(x):
+    """The Rosenblatt map of the 3-d Rosenbrock target to N(0, I): numpy `[..., 3]` ->
+    `[..., 3]` (z₁ = Φ⁻¹(F(x₁)), z₂, z₃ the standardised conditionals)."""
+    from scipy import special
+    x = np.asarray(x, np.float64)
+    grid, _, cdf = _rosen_grid()
+    u1 = np.clip(np.interp(x[..., 0], grid, cdf), 1e-300, 1.0 - 1e-16)
+    z1 = special.ndtri(u1)
+    z2 = (x[..., 1] - _rosen_x2_mean(x[..., 0])) * np.sqrt(ROSEN_PREC2)
+    z3 = (x[..., 2] - x[..., 1] ** 2) * np.sqrt(ROSEN_PREC3)
+    return np.stack([z1, z2, z3], -1)
+
+
+def uniform_scores(samples, to_normal):
+    """Φ(to_normal(x)): uniform on [0, 1]³ when x ~ π (mean 1/2, variance 1/12): bounded, so
+    the between-chain moment check keeps its level on heavy-tailed coordinates."""
+    from scipy import special
+    return special.ndtr(to_normal(samples))
+
+
+def _rosenbrock3d():
+    def log_prob(x):
+        a, b = x[..., :-1], x[..., 1:]
+        return -tf.reduce_sum(100.0 * tf.square(b - a * a) + tf.square(1.0 - a), -1) / 20.0
+
+    def sample(n, seed, dtype=tf.float32):
+        rng = np.random.default_rng(int(seed))
+        grid, _, cdf = _rosen_grid()
+        x1 = np.interp(rng.uniform(size=n), cdf, grid)
+        x2 = _rosen_x2_mean(x1) + rng.standard_normal(n) / np.sqrt(ROSEN_PREC2)
+        x3 = x2 * x2 + rng.standard_normal(n) / np.sqrt(ROSEN_PREC3)
+        return tf.constant(np.stack([x1, x2, x3], -1), dtype)
+
+    mean, var = rosenbrock3d_moments()
+    return Target(log_prob, 3, "rosenbrock3d", mean=mean, variance=var, sample_fn=sample)
+
+
+_TARGETS = {"gmm1d": _gmm1d, "icg5": _icg5, "funnel2d": _funnel2d,
+            "rosenbrock3d": _rosenbrock3d}
+TARGETS = tuple(_TARGETS)
+
+
+#: targets built so far: each is built once per process (targets are immutable), so the
+#: training seeds on a target share its compiled graphs (`hmc_lib._reuse`)
+_BUILT = _reuse.memo(lambda name: _TARGETS[name]())
+#: the samplers' kernels per (target, method, settings, network architecture)
+_KERNELS = _reuse.Cache(maxsize=16)
+
+
+def get(name):
+    """One of Dhulipala's targets (module docstring) as a `Target` (the same object on every
+    call in a process)."""
+    if name not in _TARGETS:
+        raise ValueError(f"`name` must be one of {TARGETS}, got {name!r}")
+    return _BUILT(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _glmm(num_individuals, num_importance, seed):
+    """The GLMM of chapter 4 with this data seed, built once per process (see `_BUILT`)."""
+    from hmc_lib.targets import pseudo_marginal as pmt
+    return pmt.glmm(num_individuals=num_individuals, num_importance=num_importance, seed=seed)
+
+
+#: Chen's first replication report (Dec 2024): ESS per true gradient (PAPERS.md §3.4)
+PAPER = {key: dict(ess_per_grad=value) for key, value in {
+    ("gmm1d", "hmc"): 9.30e-5, ("gmm1d", "nuts"): 4.03e-4,
+    ("gmm1d", "hnn_hmc"): 5.87e-3, ("gmm1d", "hnn_nuts"): 4.02e-3,
+    ("icg5", "nuts"): 1.39e-3, ("icg5", "hnn_nuts"): 2.95e-2,
+    ("funnel2d", "nuts"): 4.4e-5, ("funnel2d", "hnn_nuts"): 8.0e-4,
+    # Rosenbrock: 1.76e-3 / 2.17e-3 / 4.86e-3 with 160k / 240k / 400k training gradients
+    ("rosenbrock3d", "nuts"): 1.37e-4, ("rosenbrock3d", "hnn_nuts"): 1.76e-3,
+}.items()}
+
+
+#: the chapter's goal (Dhulipala's headline): HNN-NUTS spends at least this many times fewer
+#: true gradients per effective sample than NUTS, for every training seed
+GOAL_RATIO = 10.0
+
+
+def goal_verdict(ratios, goal=GOAL_RATIO):
+    """The targets on which the goal is met for every training seed, as prose: "on A and B
+    but not on C", "on A and B" (all met) or "on no target".
+
+    Args:
+      ratios: dict target name -> per-seed ratios (NUTS's true gradients per ESS over
+        HNN-NUTS's: above 1 favours HNN-NUTS), in the order to name them. A NaN ratio
+        does not meet the goal.
+      goal: the ratio every seed must reach.
+    """
+    if not ratios:
+        raise ValueError("`ratios` must name at least one target")
+    say = lambda names: ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+    ok = {n: bool(np.size(r) > 0 and np.all(np.asarray(r, float) >= goal))
+          for n, r in ratios.items()}
+    met = [n for n in ratios if ok[n]]
+    missed = [n for n in ratios if not ok[n]]
+    if not met:
+        return "on no target"
+    return f"on {say(met)}" + (f" but not on {say(missed)}" if missed else "")
+
+
+def settings(scale=None):
+    """Run sizes per scale: data, training, sampling, and per-target step sizes."""
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(
+        training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]),
+        data=dict(chains=pick(8, 16, 32), num_trajectories=pick(10, 20, 40),
+                  num_steps=pick(20, 25, 50)),
+        train=dict(num_steps=pick(300, 1000, 5000), batch_size=pick(256, 512, 1000),
+                   hidden=pick((32, 32), (64, 64), (100, 100, 100, 100)),
+                   learning_rate=5e-3),
+        targets=pick(("gmm1d", "icg5", "rosenbrock3d"), TARGETS, TARGETS),
+        sample=dict(chains=16, num_results=pick(200, 350, 5000), burnin=pick(50, 100, 1000)),
+        step_size={"gmm1d": 0.1, "icg5": 0.05, "funnel2d": 0.05, "rosenbrock3d": 0.05},
+        data_step_size={"gmm1d": 0.05, "icg5": 0.02, "funnel2d": 0.02,
+                        "rosenbrock3d": 0.02},
+        hmc_steps={"gmm1d": 20, "icg5": 40, "funnel2d": 30, "rosenbrock3d": 30},
+        max_tree_depth=pick(6, 8, 10),
+        # Dhulipala's monitor: Δ_max^hnn = 10 and a cool-down of N_lf = 20 true-gradient
+        # transitions after each fall-back; `run_hnn` also runs the exact monitor
+        # (`HNNNUTS(exact=True)`, no cool-down) at its default threshold, the true tree's
+        # 1000 (for it the threshold sets cost and mixing, not exactness). Chosen at `book`
+        # scale, 3 training seeds, ratio of true gradients per ESS to NUTS's, training
+        # charged, at thresholds 10 / 100 / 1000: gmm1d 15-36 / - / 15-43, icg5 32-60 / - /
+        # 75-82, funnel2d 2.3-16 / 3.2-11 / 6.6-51, rosenbrock3d 0.73-0.87 / 1.2-1.4 /
+        # 1.8-2.6. At `paper` scale (Rosenbrock only, 2 seeds) the chain of one training seed
+        # was sticky at all three (ESS 12 / 12 / 16 of 80,000 draws), and the other's ESS
+        # fell from 211 at 10 to 45 at 100 and 12 at 1000.
+        max_hnn_error=10.0, cool_down=20, exact_max_hnn_error=1000.0,
+        # per-target changes to `data` and `train`. The 1-d mixture needs few data (at `book`
+        # scale its training gradients otherwise outweigh its sampling gradients); the ICG
+        # and the funnel need longer fits (at 1,000 Adam steps the monitor fell back on about
+        # 2 % of the transitions); the Rosenbrock's curved tails need more trajectories and a
+        # longer fit (Chen used 160k-400k training gradients there)
+        data_by_target={"gmm1d": pick({}, dict(chains=8, num_trajectories=10, num_steps=20),
+                                      {}),
+                        "rosenbrock3d": dict(num_trajectories=pick(10, 40, 80),
+                                             num_steps=pick(20, 50, 50))},
+        train_by_target={"gmm1d": dict(num_steps=pick(300, 1500, 5000)),
+                         "icg5": dict(num_steps=pick(300, 3000, 5000)),
+                         "funnel2d": dict(num_steps=pick(300, 3000, 5000)),
+                         "rosenbrock3d": dict(num_steps=pick(300, 3000, 10000))},
+    )
+
+
+def initial_state(target, chains, seed, dtype=tf.float32):
+    """`[chains, dim]` exact draws where the target has a sampler, else zeros (then the
+    caller must burn in)."""
+    if target.has_sampler:
+        return target.sample(chains, seed, dtype)
+    return tf.zeros([chains, target.dim], dtype)
+
+
+def train_hnn(name, seed, scale=None, kind="separable", progress=False):
+    """Collects data on target `name` and trains an HNN; returns `(TrainResult, held_out)`."""
+    from hmc_lib.hnn.data import collect
+    from hmc_lib.hnn.train import train
+    cfg = settings(scale)
+    t = get(name)
+    d = {**cfg["data"], **cfg["data_by_target"].get(name, {})}
+    x0 = initial_state(t, d["chains"], seed + 1000, tf.float64)
+    data = collect(t, x0, d["num_trajectories"], d["num_steps"], cfg["data_step_size"][name],
+                   seed=seed + 2000)
+    train_data, held_out = data.split(0.1, seed=seed)
+    tr = {**cfg["train"], **cfg["train_by_target"].get(name, {})}
+    res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
+                batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                held_out=held_out, seed=seed, progress=progress,
+                activation="tanh" if kind == "separable" else "sin")
+    return res, held_out
+
+
+def _row(method, name, samples, trace, train_grads=0, train_seconds=0.0, seed=None):
+    from hmc_lib import diagnostics
+    s = diagnostics.summary(samples, trace)
+    grads = float(np.sum(trace["grad_evals"]))
+    pots = float(np.sum(trace["potential_evals"])) if "potential_evals" in trace else grads
+    total = grads + train_grads
+    out = dict(method=method, target=name, seed=seed, ess_min=s["ess_min"],
+               ess_median=s["ess_median"], acceptance=s["acceptance"],
+               sample_grad_evals=grads, train_grad_evals=float(train_grads),
+               grad_evals=total, potential_evals=pots,
+               ess_per_grad=s["ess_min"] / total if total > 0 else float("inf"),
+               ess_per_potential=s["ess_min"] / pots if pots > 0 else float("inf"),
+               seconds=s["seconds"], train_seconds=float(train_seconds),
+               ess_per_second=s["ess_per_second"], paper=PAPER.get((name, method)))
+    out["ess_per_sample_grad"] = s["ess_min"] / grads if grads > 0 else float("inf")
+    out["grads_per_transition"] = grads / np.size(trace["grad_evals"])
+    if "fell_back" in trace:
+        out["fallback_rate"] = float(np.mean(trace["fell_back"]))
+        out["hnn_fraction"] = float(np.mean(trace["used_hnn"]))
+        # true gradients per transition that ran a true tree (a fall-back or the cool-down)
+        true_trees = float(np.sum(~np.asarray(trace["used_hnn"], bool)))
+        out["grads_per_true_tree"] = grads / true_trees if true_trees > 0 else float("nan")
+        # exact monitor: fall-backs whose true draw the check tree rejected
+        fell = float(np.sum(trace["fell_back"]))
+        out["fallback_rejected"] = (float(np.sum(trace["fallback_rejected"])) / fell
+                                    if fell > 0 else 0.0)
+    return out
+
+
+def run_baselines(name, seed, scale=None):
+    """HMC and NUTS on target `name`: rows as `run_hnn`'s."""
+    from hmc_lib.kernels.hmc import HMC
+    from hmc_lib.kernels.nuts import NUTS
+    from hmc_lib.sampling import sample
+    cfg = settings(scale)
+    t, sc = get(name), cfg["sample"]
+    x0 = initial_state(t, sc["chains"], seed)
+    eps = cfg["step_size"][name]
+    rows = []
+    for method, kernel in (("hmc", HMC(t, eps, cfg["hmc_steps"][name])),
+                           ("nuts", NUTS(t, eps, max_tree_depth=cfg["max_tree_depth"]))):
+        samples, trace = sample(kernel, sc["num_results"], x0,
+                                num_burnin_steps=sc["burnin"], seed=seed + 1)
+        rows.append(_row(method, name, samples, trace, seed=seed))
+    return rows
+
+
+def run_hnn(name, training_seed, seed, scale=None, result=None):
+    """Trains (unless `result` is given) and runs HNN-HMC (exact and Chen's rule) and
+    HNN-NUTS (Dhulipala's monitor and cool-down, ``"hnn_nuts"``, and the exact monitor
+    without cool-down, ``"hnn_nuts_exact"``) on target `name`. The HNN methods are charged
+    the true gradients of their training data (`train_grad_evals`). Returns `(rows,
+    TrainResult, samples)`, `samples` a dict method -> draws `[num_results, chains, dim]`."""
+    from hmc_lib.hnn.kernel import HNNHMC, HNNNUTS
+    from hmc_lib.sampling import sample
+    cfg = settings(scale)
+    if result is None:
+        result, _ = train_hnn(name, training_seed, scale)
+    t, sc = get(name), cfg["sample"]
+    x0 = initial_state(t, sc["chains"], seed)
+    eps = cfg["step_size"][name]
+    L, depth = cfg["hmc_steps"][name], cfg["max_tree_depth"]
+    builders = (
+        ("hnn_hmc", (eps, L), lambda h: HNNHMC(t, h, eps, L)),
+        ("hnn_hmc_chen", (eps, L), lambda h: HNNHMC(t, h, eps, L, exact=False)),
+        ("hnn_nuts", (eps, depth, cfg["max_hnn_error"], cfg["cool_down"]),
+         lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
+                           cool_down=cfg["cool_down"], exact=False)),
+        ("hnn_nuts_exact", (eps, depth, cfg["exact_max_hnn_error"]),
+         lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth,
+                           max_hnn_error=cfg["exact_max_hnn_error"], exact=True)))
+    rows, draws = [], {}
+    for method, settings_, build in builders:
+        # one kernel per target and settings; each training seed's weights are copied in
+        kernel = _reuse.kernel_for(_KERNELS, (t,), (method, _reuse.as_key(settings_)),
+                                   result.hnn, build)
+        samples, trace = sample(kernel, sc["num_results"], x0,
+                                num_burnin_steps=sc["burnin"], seed=seed + 1)
+        row = _row(method, name, samples, trace, train_grads=result.grad_evals,
+                   train_seconds=result.seconds, seed=training_seed)
+        if t.mean is not None:
+            x = np.asarray(samples, np.float64)
+            row["var_rel_error"] = float(np.max(np.abs(x.var((0, 1)) / t.variance - 1.0)))
+        rows.append(row)
+        draws[method] = samples
+    return rows, result, draws
+
+
+# --- the GLMM: HNN-PM-NUTS against PM-NUTS (PAPERS.md §3.1-3.4) -----------------------------
+
+def glmm_settings(scale=None):
+    """Run sizes of the GLMM experiment per scale (the data and model of chapter 4; fewer
+    individuals below `paper` so that it fits the chapter's budget)."""
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(
+        num_individuals=pick(30, 40, 500), num_importance=pick(32, 32, 128),
+        data_importance=pick(512, 2048, 2048),         # Chen: N = 2048 for the training data
+        data=dict(chains=8, num_trajectories=pick(8, 10, 60), num_steps=20),
+        data_step_size=0.05,
+        train=dict(num_steps=pick(200, 600, 5000), batch_size=pick(256, 512, 1000),
+                   hidden=(64, 64), learning_rate=5e-3),
+        training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]),
+        # book: the chapter's 6-minute budget (at 60 individuals, N = 64, 150 draws and tree
+        # depth 6 this experiment alone took about 400 s on 2 cores)
+        chains=8, num_results=pick(60, 100, 2000), burnin=pick(30, 50, 500),
+        # the exact switch (`HNNPMNUTS(exact=True)`): its threshold on the spread of the
+        # energy over the HNN tree is a cost setting, the PM tree's Δ_max^lf = 1000
+        step_size=0.05, max_tree_depth=pick(4, 5, 8), max_hnn_error=1000.0,
+        max_lf_error=1000.0, u_correlation=0.99, data_seed=0,
+    )
+
+
+def glmm_initial_state(target, chains, seed, dtype=tf.float32):
+    """`[theta, u]`: θ near the truth (jitter 0.05), fresh u ~ N(0, I)."""
+    rng = np.random.default_rng(int(seed))
+    theta = target.true_theta[None] + 0.05 * rng.standard_normal((chains, target.theta_dim))
+    u = rng.standard_normal((chains, *target.u_shape))
+    return [tf.constant(theta, dtype), tf.constant(u, dtype)]
+
+
+def train_glmm_hnn(training_seed, scale=None, progress=False):
+    """θ-only separable HNN for the GLMM: `collect_pm` on the same data with
+    `data_importance` draws, Chen's method-4 loss. Returns `(TrainResult, held_out)`."""
+    from hmc_lib.hnn.data import collect_pm
+    from hmc_lib.hnn.train import train
+    cfg = glmm_settings(scale)
+    data_target = _glmm(cfg["num_individuals"], cfg["data_importance"],
+                        scale_mod.seed(cfg["data_seed"]))
+    d = cfg["data"]
+    theta, u = glmm_initial_state(data_target, d["chains"], training_seed + 3000, tf.float64)
+    data = collect_pm(data_target, theta, u, d["num_trajectories"], d["num_steps"],
+                      cfg["data_step_size"], seed=training_seed + 4000)
+    train_data, held_out = data.split(0.1, seed=training_seed)
+    tr = cfg["train"]
+    res = train(train_data, kind="separable", hidden=tr["hidden"], num_steps=tr["num_steps"],
+                batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                held_out=held_out, seed=training_seed, progress=progress)
+    return res, held_out
+
+
+def _glmm_row(method, samples, trace, train=None, seed=None):
+    from hmc_lib import diagnostics
+    from hmc_lib.targets import pseudo_marginal as pmt
+    x, _ = pmt.glmm_relabel(np.asarray(samples, np.float64))
+    s = diagnostics.summary(x, trace)
+    grads = float(np.sum(trace["grad_evals"]))
+    pots = float(np.sum(trace["potential_evals"])) if "potential_evals" in trace else grads
+    train_grads = float(train.grad_evals) if train is not None else 0.0
+    total = grads + train_grads
+    flat = x.reshape(-1, x.shape[-1])
+    out = dict(method=method, seed=seed, ess_min=s["ess_min"], ess_median=s["ess_median"],
+               sample_grad_evals=grads, train_grad_evals=train_grads, potential_evals=pots,
+               ess_per_grad=s["ess_min"] / total, ess_per_sample_grad=s["ess_min"] / grads
+               if grads > 0 else float("inf"), ess_per_potential=s["ess_min"] / pots,
+               seconds=s["seconds"], train_seconds=float(train.seconds) if train else 0.0,
+               w1=float(np.mean(1.0 / (1.0 + np.exp(-flat[:, -1])))),
+               mu1=float(np.mean(flat[:, -5])), mu2=float(np.mean(flat[:, -4])))
+    if "fell_back" in trace:
+        out.update(fallback_rate=float(np.mean(trace["fell_back"])),
+                   hnn_fraction=float(np.mean(trace["used_hnn"])),
+                   lf_rejected=float(np.mean(trace["lf_rejected"])),
+                   u_acceptance=float(np.mean(trace["u_accepted"])),
+                   fallback_rejected=float(np.mean(trace["fallback_rejected"])))
+    return out
+
+
+def run_glmm(training_seeds=None, seed=0, scale=None):
+    """PM-NUTS and HNN-PM-NUTS (one HNN per training seed) on the GLMM from the same start.
+    Returns `(rows, draws)`: rows as `run_hnn`'s plus posterior means of w₁, μ₁, μ₂ (after
+    `glmm_relabel`); draws: method (and seed) -> θ draws `[num_results, chains, 13]`."""
+    from hmc_lib.hnn.pm_kernel import HNNPMNUTS
+    from hmc_lib.pm.kernel import PMNUTS
+    from hmc_lib.sampling import sample
+    cfg = glmm_settings(scale)
+    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
+    t = _glmm(cfg["num_individuals"], cfg["num_importance"], scale_mod.seed(cfg["data_seed"]))
+    x0 = glmm_initial_state(t, cfg["chains"], seed)
+    h, depth = cfg["step_size"], cfg["max_tree_depth"]
+    keep = lambda s: s[0]
+    samples, trace = sample(PMNUTS(t, h, max_tree_depth=depth), cfg["num_results"], x0,
+                            num_burnin_steps=cfg["burnin"], seed=seed + 1, keep_fn=keep)
+    rows, draws = [_glmm_row("pm_nuts", samples, trace)], {"pm_nuts": samples}
+    for s in seeds:
+        res, _ = train_glmm_hnn(s, scale)
+        kernel = _reuse.kernel_for(
+            _KERNELS, (t,), ("hnn_pm_nuts", _reuse.as_key((h, depth, cfg["max_hnn_error"],
+                                                            cfg["max_lf_error"],
+                                                            cfg["u_correlation"]))),
+            res.hnn, lambda net: HNNPMNUTS(
+                t, net, h, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
+                max_lf_error=cfg["max_lf_error"], u_correlation=cfg["u_correlation"]))
+        samples, trace = sample(kernel, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
+                                seed=seed + 1, keep_fn=keep)
+        rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))
+        draws["hnn_pm_nuts", s] = samples
+    return rows, draws
+
+
+# --- Chen's HNN variants (PAPERS.md §3.3) -------------------------------------------------------
+
+#: the variants compared: (label, kind, loss). Chen's "method 4" is the separable HNN fitted to
+#: ∂H/∂q; his "full-state HNN" is a network of (q, p) fitted to both partials (our latent
+#: kind); his "θ-only potential" fits Ũ(q) to the potential's values.
+VARIANTS = (("method 4: separable, gradient loss", "separable", "gradient"),
+            ("full-state HNN (latent), gradient loss", "latent", "gradient"),
+            ("θ-only potential, value regression", "separable", "potential"))
+
+
+def gradient_error(hnn, held_out):
+    """Median relative error of ∂H̃/∂q against the true ∂H/∂q on held-out points, and (for
+    the latent kind) of ∂H̃/∂p against p: `(err_q, err_p)` (err_p = 0 for separable)."""
+    q = tf.constant(held_out.q, hnn.dtype if hasattr(hnn, "dtype") else tf.float32)
+    p = tf.constant(held_out.p, q.dtype)
+    gq, gp = hnn.grads(q, p)
+    rel = lambda a, b: float(np.median(np.linalg.norm(np.asarray(a, np.float64) - b, axis=-1)
+                                       / np.maximum(np.linalg.norm(b, axis=-1), 1e-12)))
+    return rel(gq, held_out.dh_dq), rel(gp, held_out.dh_dp)
+
+
+def compare_variants(name, training_seeds=None, scale=None):
+    """Trains each of `VARIANTS` on the same data per training seed (target `name`, sizes of
+    `settings`, with the shared `train` length, not `train_by_target`); returns `(rows,
+    histories)`: rows with the held-out gradient errors, training seconds and the loss's
+    relative drop; histories: (label, seed) -> the `train` history."""
+    from hmc_lib.hnn.data import collect
+    from hmc_lib.hnn.train import train
+    cfg = settings(scale)
+    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
+    t = get(name)
+    d = {**cfg["data"], **cfg["data_by_target"].get(name, {})}
+    # the shared training length, not the target's (`train_by_target`): the comparison is
+    # of how the variants train, and three variants × seeds at the longer fits would not
+    # fit the chapter's budget
+    tr = cfg["train"]
+    rows, histories = [], {}
+    for s in seeds:
+        x0 = initial_state(t, d["chains"], s + 1000, tf.float64)
+        data = collect(t, x0, d["num_trajectories"], d["num_steps"],
+                       cfg["data_step_size"][name], seed=s + 2000)
+        train_data, held_out = data.split(0.1, seed=s)
+        for label, kind, loss in VARIANTS:
+            res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
+                        batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
+                        held_out=held_out, seed=s, progress=False, loss=loss,
+                        activation="tanh" if kind == "separable" else "sin")
+            err_q, err_p = gradient_error(res.hnn, held_out)
+            h = res.history
+            rows.append(dict(variant=label, seed=s, target=name, grad_error_q=err_q,
+                             grad_error_p=err_p, train_seconds=res.seconds,
+                             loss_drop=float(h["eval_loss"][-1] / h["eval_loss"][0])))
+            histories[label, s] = h
+    return rows, histories
+
+
+# --- Chen §8.2: a data-conditioned HNN across simulated data sets ---------------------------
+
+def conditional_settings(scale=None):
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(num_sets=pick(6, 16, 64), points_per_set=pick(200, 400, 1000),
+                train_steps=pick(800, 2500, 5000), chains=16,
+                num_results=pick(100, 300, 2000), burnin=pick(30, 100, 500),
+                step_size=0.25, max_tree_depth=6, u_correlation=0.9)
+
+
+def run_conditional(seed=0, scale=None):
+    """Chen §8.2 on the Gaussian random-effects model: one `ConditionalHNN` trained across
+    `num_sets` simulated data sets, used on a new data set without retraining, against an
+    HNN trained on the new set alone (same points per set, same width and steps) and
+    PM-NUTS. Returns `(rows, errors)`: sampling rows (ESS per gradient of log p̂ with and
+    without the training data) and the held-out field errors on the new set."""
+    from hmc_lib import diagnostics
+    from hmc_lib.hnn import conditional as cond
+    from hmc_lib.hnn.data import TrainingData
+    from hmc_lib.hnn.pm_kernel import HNNPMNUTS
+    from hmc_lib.hnn.train import train
+    from hmc_lib.pm.kernel import PMNUTS
+    from hmc_lib.sampling import sample
+    cfg = conditional_settings(scale)
+    sets = cond.simulate_sets(cfg["num_sets"] + 1, seed=seed)
+    train_sets, new = sets[:-1], sets[-1]
+    data = cond.collect_sets(train_sets, cfg["points_per_set"], seed=seed + 1)
+    res_c = cond.train_conditional(data, num_steps=cfg["train_steps"], seed=seed)
+    own = cond.collect_sets([new], cfg["points_per_set"], seed=seed + 2)
+    z = np.zeros_like(own.q)
+    res_o = train(TrainingData(own.q, z, own.dh_dq, z, own.grad_evals), kind="separable",
+                  hidden=(64, 64), num_steps=cfg["train_steps"], batch_size=512,
+                  learning_rate=5e-3, seed=seed, progress=False)
+    test = cond.collect_sets([new], 500, seed=seed + 3)
+    bound = res_c.net.bind(cond.summary(new.data["y"]))
+    errors = {"conditional (no retraining)": cond.field_error(bound, test.q, test.dh_dq),
+              "trained on the new set": cond.field_error(res_o.hnn, test.q, test.dh_dq)}
+    rng = np.random.default_rng(int(seed) + 4)
+    theta0 = tf.constant(new.posterior_mean + np.sqrt(new.posterior_variance)
+                         * rng.standard_normal((cfg["chains"], 2)), tf.float32)
+    u0 = tf.constant(rng.standard_normal((cfg["chains"], *new.u_shape)), tf.float32)
+    h, depth = cfg["step_size"], cfg["max_tree_depth"]
+    kernels = [("pm_nuts", PMNUTS(new, h, max_tree_depth=depth), 0, 0.0)]
+    for label, net, res in (("conditional", bound, res_c), ("own", res_o.hnn, res_o)):
+        kernels.append((f"hnn_pm_nuts ({label})",
+                        HNNPMNUTS(new, net, h, max_tree_depth=depth,
+                                  u_correlation=cfg["u_correlation"]),
+                        res.grad_evals, res.seconds))
+    rows = []
+    for label, kernel, train_grads, train_s in kernels:
+        samples, trace = sample(kernel, cfg["num_results"], [theta0, u0],
+                                num_burnin_steps=cfg["burnin"], seed=seed + 5,
+                                keep_fn=lambda s: s[0])
+        sm = diagnostics.summary(samples, trace)
+        grads = float(np.sum(trace["grad_evals"]))
+        row = dict(method=label, ess_min=sm["ess_min"], sample_grad_evals=grads,
+                   train_grad_evals=float(train_grads), train_seconds=float(train_s),
+                   ess_per_sample_grad=sm["ess_min"] / max(grads, 1.0),
+                   ess_per_grad=sm["ess_min"] / max(grads + train_grads, 1.0))
+        if label.startswith("hnn"):
+            row["hnn_fraction"] = float(np.mean(trace["used_hnn"]))
+        check = diagnostics.check_moments(samples, new.posterior_mean, new.posterior_variance)
+        row["moments_ok"] = bool(check.passed)
+        rows.append(row)
+    return rows, errors

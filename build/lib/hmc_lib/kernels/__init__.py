@@ -1,0 +1,1 @@
+"""Transition kernels (one module per sampler), all built on `metropolis`."""

@@ -1,0 +1,52 @@
+"""hmc_lib as a library: the wheel, installed alone into a new environment, imports and samples."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import venv
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+SNIPPET = textwrap.dedent("""
+    import numpy as np, tensorflow as tf
+    import hmc_lib
+    from hmc_lib import diagnostics, targets
+    assert hmc_lib.__file__.startswith(__import__("sys").prefix), hmc_lib.__file__
+    t = targets.Target(lambda x: -0.5 * tf.reduce_sum(x**2, -1), 2)
+    s, tr = hmc_lib.sample(hmc_lib.HMC(t, 0.5, 4), 300, tf.zeros([4, 2]), seed=1)
+    summ = diagnostics.summary(s, tr)
+    assert np.all(np.isfinite(s)) and summ["acceptance"] > 0.5, summ
+    print("hmc_lib", hmc_lib.__version__, "ok", round(summ["ess_min"]))
+""")
+
+
+def test_the_wheel_installs_alone_and_samples(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                    str(wheels), str(ROOT)], check=True)
+    (wheel,) = wheels.glob("hmc_lib-*.whl")
+    env_dir = tmp_path / "env"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # only the wheel: its declared dependencies come from the package index (or pip's cache)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True,
+                   env=env, cwd=tmp_path)
+    check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True,
+                           text=True, env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    run = subprocess.run([str(python), "-c", SNIPPET], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    from hmc_lib import __version__
+    assert f"hmc_lib {__version__} ok" in run.stdout
+    recorded = subprocess.run(
+        [str(python), "-c", "import importlib.resources as r; print(sorted(p.name for p in "
+         "r.files('hmc_lib.nnghmc').joinpath('recorded').iterdir()))"],
+        capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert "garch_paper.json" in recorded.stdout, recorded.stderr   # package data shipped
