@@ -68,6 +68,47 @@ def _check_state(state):
     return tf.nest.pack_sequence_as(state, converted)
 
 
+def run_warnings(what, is_divergent=None, accepted=None, draws=None, moved=None):
+    """One warning line for a run that went wrong silently: divergent transitions, an
+    acceptance below 0.1, chains whose draws are all identical. Returns the line ("" when
+    there is nothing to say) after issuing it as a `RuntimeWarning`.
+
+    Args:
+      what: the caller's name, starting the line ("sample", "warmup").
+      is_divergent, accepted: `[steps, chains]` bool (or acceptance statistics in [0, 1]).
+      draws: kept draws, `[steps, chains, ...]` or a structure of such, or None.
+      moved: instead of `draws`, `[chains]` bool: whether each chain ever moved.
+    """
+    import warnings
+    parts = []
+    if is_divergent is not None and np.size(is_divergent):
+        n = int(np.sum(is_divergent))
+        if n:
+            parts.append(f"{n} of {np.size(is_divergent)} transitions divergent (a non-finite "
+                         "or exploding energy: step size too large, or a log-density that is "
+                         "not finite there)")
+    if accepted is not None and np.size(accepted):
+        rate = float(np.mean(accepted))
+        if rate < 0.1:
+            parts.append(f"acceptance {rate:.3f} < 0.1")
+    frozen = None if moved is None else ~np.asarray(moved, bool)
+    if draws is not None:
+        leaves = [np.asarray(d) for d in tf.nest.flatten(draws)]
+        if leaves and leaves[0].ndim >= 2 and leaves[0].shape[0] > 1:
+            frozen = np.ones(leaves[0].shape[1], bool)
+            for d in leaves:
+                frozen &= np.all((d == d[:1]).reshape(d.shape[0], d.shape[1], -1), axis=(0, 2))
+    if frozen is not None and frozen.any():
+        idx = np.flatnonzero(frozen)
+        shown = ", ".join(map(str, idx[:8])) + (", ..." if idx.size > 8 else "")
+        parts.append(f"{idx.size} of {frozen.size} chains never moved (chains {shown})")
+    if not parts:
+        return ""
+    line = f"{what}: " + "; ".join(parts)
+    warnings.warn(line, RuntimeWarning, stacklevel=3)
+    return line
+
+
 def step_seeds(seed, n):
     """`[n, 2]` int32 stateless seeds, one per step, from an int or `[2]` seed."""
     if isinstance(seed, (int, np.integer)):
@@ -103,7 +144,7 @@ def _compiled(kernel, settings, fns, build):
 
 def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
            previous_kernel_results=None, trace_fn=None, keep_fn=None, chunk_size=None,
-           jit_compile=True, progress=False):
+           jit_compile=True, progress=False, warn=True):
     """Runs `kernel` and returns `(samples, trace)`.
 
     Args:
@@ -120,6 +161,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
       chunk_size: steps per compiled call (default: a fifth of `num_results`).
       jit_compile: compile with XLA.
       progress: show a tqdm progress bar over chunks.
+      warn: issue one `RuntimeWarning` line, with counts, when transitions diverged, the
+        acceptance was below 0.1, or a chain never moved (`run_warnings`).
     Returns:
       samples: numpy, `[num_results, chains, ...]` per kept part.
       trace: dict of numpy arrays `[num_results, chains]` per traced field, plus
@@ -200,6 +243,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     samples = tf.nest.map_structure(concat, *kept_chunks)
     trace = tf.nest.map_structure(concat, *trace_chunks) if trace_chunks[0] else {}
     trace = dict(trace)
+    if warn:
+        run_warnings("sample", trace.get("is_divergent"), trace.get("is_accepted"), samples)
     trace.update(
         seconds=float(np.sum(result_times)),
         burnin_seconds=float(np.sum(times[:num_burnin_chunks])),
@@ -373,7 +418,8 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
                        num_burnin_steps=num_burnin_steps if k == 0 else 0,
                        seed=tf.random.experimental.stateless_fold_in(base_seed, k),
                        previous_kernel_results=results, trace_fn=trace_fn, keep_fn=keep_fn,
-                       chunk_size=chunk_size, jit_compile=jit_compile, progress=False)
+                       chunk_size=chunk_size, jit_compile=jit_compile, progress=False,
+                       warn=False)
         state, results = tr.pop("final_state"), tr.pop("final_kernel_results")
         run_keys = {key: tr.pop(key) for key in list(tr) if key in (
             "seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size")}
@@ -405,6 +451,7 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
             _save_checkpoint(checkpoint, meta, state, results, kept, trace)
             last_write = time.perf_counter()
 
+    run_warnings("sample_until", trace.get("is_divergent"), trace.get("is_accepted"), kept)
     out = dict(trace)
     out.update(seconds=meta["seconds"], burnin_seconds=meta["burnin_seconds"],
                compile_seconds=meta["compile_seconds"], final_state=state,

@@ -37,8 +37,9 @@ def unpack_target(target_log_prob_fn):
     return target_log_prob_fn, None
 
 
-def check_initial(x, log_prob, dim, name="current_state"):
-    """Validates a state `[chains, dim]` and its log-density `[chains]` (eagerly, if it can)."""
+def check_initial(x, log_prob, dim, name="current_state", grad=None):
+    """Validates a state `[chains, dim]`, its log-density `[chains]` and, if given, the
+    gradient there `[chains, dim]` (eagerly, if it can): all finite."""
     x = _checks.floating(x, name)
     if x.shape.rank is not None and x.shape.rank < 1:
         raise ValueError(f"`{name}` must have shape [chains, dim], got a scalar")
@@ -50,6 +51,12 @@ def check_initial(x, log_prob, dim, name="current_state"):
     if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(log_prob))):
         raise ValueError(f"`target_log_prob_fn` is not finite at `{name}` (chains "
                          f"{tf.where(~tf.math.is_finite(log_prob))[:, 0].numpy().tolist()})")
+    if grad is not None and tf.executing_eagerly():
+        bad = ~tf.reduce_all(tf.math.is_finite(grad), axis=-1)
+        if bool(tf.reduce_any(bad)):
+            raise ValueError(f"the gradient of `target_log_prob_fn` is not finite at `{name}` "
+                             f"(chains {tf.where(bad)[:, 0].numpy().tolist()}), where the "
+                             "log-density itself is finite: the dynamics cannot start there")
     return x
 
 
@@ -138,7 +145,7 @@ class HMC(Kernel):
         x = _checks.floating(init_state, "current_state")
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
-        x = check_initial(x, lp, self._dim)
+        x = check_initial(x, lp, self._dim, grad=grad)
         check_mass_against_state(self._parameters.get("mass"), x)
         return self._results_type(
             target_log_prob=lp, grad_target_log_prob=grad,

@@ -275,7 +275,7 @@ class NUTS(Kernel):
             raise ValueError(f"`current_state` must have shape [chains, dim], got {x.shape.as_list()}")
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
-        x = check_initial(x, lp, self._dim)
+        x = check_initial(x, lp, self._dim, grad=grad)
         check_mass_against_state(self._parameters.get("mass"), x)
         return NUTSResults(
             target_log_prob=lp, grad_target_log_prob=grad,

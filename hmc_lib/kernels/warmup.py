@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from hmc_lib import _checks
-from hmc_lib.sampling import step_seeds
+from hmc_lib.sampling import run_warnings, step_seeds
 
 #: Stan's dual-averaging constants.
 GAMMA, T0, KAPPA = 0.05, 10.0, 0.75
@@ -258,6 +258,12 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
              for j, k in enumerate(("step_size", "accept_prob", "grad_evals", "is_divergent"))}
     trace.update(windows=windows, inverse_mass=inverse_masses, chain_variance=chain_variances,
                  seconds=time.perf_counter() - start_time)
+    # Early divergences are part of finding the step size; those of the terminal window
+    # (the step size the run will use) and a chain that never moves there are not.
+    last = slice(windows[-1][0], windows[-1][1])
+    run_warnings(f"warmup (its last {last.stop - last.start} iterations)",
+                 trace["is_divergent"][last], trace["accept_prob"][last],
+                 moved=np.any(trace["accept_prob"][last] > 0, axis=0))
     if is_list:
         state = [tf.convert_to_tensor(t) for t in state]
     return WarmupResult(state, step_size, mass_var.numpy().copy(), trace)
