@@ -219,7 +219,9 @@ def to_inference_data(samples, trace=None, var_name="x"):
     (`is_divergent` is renamed `diverging`, ArviZ's name).
     """
     import arviz as az
-    if isinstance(samples, dict):
+    if hasattr(samples, "_asdict"):          # a joint distribution's named structure
+        parts = dict(samples._asdict())
+    elif isinstance(samples, dict):
         parts = dict(samples)
     elif isinstance(samples, (list, tuple)):
         parts = {f"{var_name}{i}": s for i, s in enumerate(samples)}

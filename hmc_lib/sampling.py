@@ -109,6 +109,20 @@ def run_warnings(what, is_divergent=None, accepted=None, draws=None, moved=None)
     return line
 
 
+def _to_flat(kernel, state):
+    """`(model, state)`: for a kernel built on a `hmc_lib.Model` (or a TFP joint
+    distribution) and a state in the model's structure (a list, tuple, dict or namedtuple
+    of constrained values), the model and the flat unconstrained state `[chains, dim]`;
+    otherwise `(None, state)` unchanged."""
+    if tf.is_tensor(state) or isinstance(state, (np.ndarray, tf.Variable)):
+        return None, state
+    from hmc_lib.model import model_of
+    model = model_of(kernel)
+    if model is None:
+        return None, state
+    return model, model.to_flat(state)
+
+
 def step_seeds(seed, n):
     """`[n, 2]` int32 stateless seeds, one per step, from an int or `[2]` seed."""
     if isinstance(seed, (int, np.integer)):
@@ -150,7 +164,10 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     Args:
       kernel: a `tfp.mcmc.TransitionKernel` (ours or TFP's, wrapped or not).
       num_results: number of draws kept.
-      current_state: `[chains, dim]` tensor, or a list of `[chains, ...]` tensors.
+      current_state: `[chains, dim]` tensor, or a list of `[chains, ...]` tensors (the
+        pseudo-marginal `[theta, u]`); for a kernel built on a `hmc_lib.Model` or a TFP joint
+        distribution, the state in the model's structure and constrained space (each part
+        `[chains, ...]`), and then the draws come back the same way.
       num_burnin_steps: steps run and discarded first.
       seed: int or `[2]` int tensor; the same seed gives the same chains.
       previous_kernel_results: results to continue from (default: `bootstrap_results`).
@@ -171,6 +188,7 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         `final_state` and `final_kernel_results` (tensors, to continue the run).
     """
     _checks.positive_int(num_results, "num_results")
+    model, current_state = _to_flat(kernel, current_state)
     if not isinstance(num_burnin_steps, (int, np.integer)) or num_burnin_steps < 0:
         raise ValueError(f"`num_burnin_steps` must be an integer >= 0, got {num_burnin_steps!r}")
     if chunk_size is None:
@@ -245,6 +263,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     trace = dict(trace)
     if warn:
         run_warnings("sample", trace.get("is_divergent"), trace.get("is_accepted"), samples)
+    if model is not None and user_fns[1] is None:
+        samples = model.from_flat(samples)
     trace.update(
         seconds=float(np.sum(result_times)),
         burnin_seconds=float(np.sum(times[:num_burnin_chunks])),
@@ -378,6 +398,7 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
         raise ValueError(f"`chunk_draws` ({chunk_draws}) must be <= `max_draws` ({max_draws})")
     gate = gate or (lambda kept: diagnostics.convergence(_flat_draws(kept)))
     keep = keep_fn or (lambda s: s)
+    model, current_state = _to_flat(kernel, current_state)
     state = _check_state(current_state)
     base_seed = tfp.random.sanitize_seed(
         tf.constant([int(seed), 0], tf.int32) if isinstance(seed, (int, np.integer)) else seed)
@@ -452,6 +473,8 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
             last_write = time.perf_counter()
 
     run_warnings("sample_until", trace.get("is_divergent"), trace.get("is_accepted"), kept)
+    if model is not None and keep_fn is None:
+        kept = model.from_flat(kept)
     out = dict(trace)
     out.update(seconds=meta["seconds"], burnin_seconds=meta["burnin_seconds"],
                compile_seconds=meta["compile_seconds"], final_state=state,

@@ -29,7 +29,13 @@ class HMCResults(NamedTuple):
 
 
 def unpack_target(target_log_prob_fn):
-    """Accepts a callable or a `Target`-like object; returns `(log_prob_fn, dim or None)`."""
+    """Accepts a callable, a `Target`-like object (`log_prob` and `dim`: a `Target`, a
+    `hmc_lib.Model`) or a TFP joint distribution (made a `Model`: flat, unconstrained);
+    returns `(log_prob_fn, dim or None)`."""
+    from hmc_lib.model import as_model
+    model = as_model(target_log_prob_fn)
+    if model is not None:
+        return model.log_prob, model.dim
     if hasattr(target_log_prob_fn, "log_prob") and hasattr(target_log_prob_fn, "dim"):
         return target_log_prob_fn.log_prob, target_log_prob_fn.dim
     if not callable(target_log_prob_fn):

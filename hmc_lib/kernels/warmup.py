@@ -131,7 +131,10 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
         `lambda step_size, mass: hmc_lib.PMHMC(glmm, step_size, 10, mass=mass)`. It is called
         once, with a `tf.Variable` as `mass`; the kernel's results must carry `step_size` and
         `log_accept_ratio` (all of the library's do).
-      initial_state: `[chains, dim]`, or the pseudo-marginal list `[theta, u]`.
+      initial_state: `[chains, dim]`, or the pseudo-marginal list `[theta, u]`, or, for a
+        kernel on a `hmc_lib.Model` or TFP joint distribution, a state in the model's
+        structure (then `state` comes back in it; the mass is that of the flat
+        unconstrained space).
       num_warmup: iterations (>= 20; Stan's buffers 75/25/50 need >= 150).
       seed: int or `[2]` stateless seed.
       target_accept: the acceptance statistic dual averaging aims at, in (0, 1).
@@ -161,6 +164,17 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
     _checks.positive_int(base_window, "base_window")
     _checks.positive_int(chunk_size, "chunk_size")
 
+    model = None
+    if not (tf.is_tensor(initial_state) or isinstance(initial_state, np.ndarray)):
+        # A state in a model's structure: the kernel's `Model` flattens it (a pseudo-marginal
+        # kernel's `[theta, u]` has no model and stays a list).
+        from hmc_lib.model import model_of
+        try:
+            model = model_of(kernel_factory(initial_step_size, None))
+        except (TypeError, ValueError):
+            model = None
+        if model is not None:
+            initial_state = model.to_flat(initial_state)
     is_list = isinstance(initial_state, (list, tuple))
     if is_list:
         parts = [_checks.floating(initial_state[0], "initial_state[0]")]
@@ -258,12 +272,17 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
              for j, k in enumerate(("step_size", "accept_prob", "grad_evals", "is_divergent"))}
     trace.update(windows=windows, inverse_mass=inverse_masses, chain_variance=chain_variances,
                  seconds=time.perf_counter() - start_time)
-    # Early divergences are part of finding the step size; those of the terminal window
-    # (the step size the run will use) and a chain that never moves there are not.
+    # Early divergences are part of finding the step size; those of the terminal window,
+    # whose step sizes average to the one the run will use, and a chain that never moves
+    # there are worth a line (dual averaging still tries larger steps there, so a few
+    # divergences need not recur in sampling).
     last = slice(windows[-1][0], windows[-1][1])
-    run_warnings(f"warmup (its last {last.stop - last.start} iterations)",
+    run_warnings(f"warmup (its last {last.stop - last.start} iterations, the step size still "
+                 "adapting)",
                  trace["is_divergent"][last], trace["accept_prob"][last],
                  moved=np.any(trace["accept_prob"][last] > 0, axis=0))
     if is_list:
         state = [tf.convert_to_tensor(t) for t in state]
+    if model is not None:
+        state = model.from_flat(state)
     return WarmupResult(state, step_size, mass_var.numpy().copy(), trace)
