@@ -6,6 +6,7 @@ chunk, and the wall-clock seconds reported for the draws exclude it. Each step's
 split from `seed` in advance, so the chain does not depend on the chunk size.
 """
 
+import functools
 import math
 import time
 
@@ -133,27 +134,51 @@ def step_seeds(seed, n):
 
 #: compiled chunk functions kept per kernel object (the oldest dropped first)
 _MAX_COMPILED_PER_KERNEL = 8
+#: compiled chunk functions shared by kernels of equal `graph_key` (least recently used first)
+_SHARED = {}
+_MAX_SHARED = 16
 
 
-def _compiled(kernel, settings, fns, build):
-    """The compiled chunk function for `kernel` with `settings` (chunk size, XLA) and the
-    caller's `fns` (`trace_fn`, `keep_fn`, matched by identity; None for the defaults),
-    built by `build()` the first time. It is kept on the kernel object, so sampling again
-    with the same kernel (a longer run, another seed, a network whose weights were copied
-    in) re-uses the traced and compiled graph. Kernels are immutable, so the graph stays valid."""
+def compiled_chunk(kernel, settings, fns, build):
+    """`(fn, inputs)`: the compiled chunk function for `kernel`, and the input values to
+    call it with.
+
+    `build(kernel_of)` traces the function; inside it, `kernel_of(inputs)` is the kernel to
+    step with. `settings` (e.g. chunk size, XLA) and the caller's `fns` (matched by
+    identity; None for the defaults) are part of the key.
+
+    A kernel with a `graph_key` (HMC, NUTS) shares one compiled graph with every kernel of
+    equal key, whatever its step size and mass: those are passed in as `inputs` (tensors),
+    so a new step size or mass matrix (after a warm-up, for another seed) compiles nothing.
+    Other kernels keep their compiled functions on the kernel object, so sampling again with
+    the same kernel (a longer run, another seed, a network whose weights were copied in)
+    re-uses the graph. Kernels are immutable, so a graph stays valid.
+    """
+    fn_key = tuple(None if f is None else id(f) for f in fns)
+    graph_key = kernel.graph_key() if hasattr(kernel, "graph_key") else None
+    if graph_key is not None:
+        key = (graph_key, settings, fn_key)
+        hit = _SHARED.pop(key, None)
+        if hit is None or not all(a is b for a, b in zip(hit[0], fns)):
+            template = kernel
+            hit = (fns, build(lambda inputs: template.with_inputs(**inputs)), template)
+        _SHARED[key] = hit        # holds `fns` and the template: their ids stay unique
+        while len(_SHARED) > _MAX_SHARED:
+            _SHARED.pop(next(iter(_SHARED)))
+        return hit[1], True
     store = getattr(kernel, "__dict__", None)
     if store is None:
-        return build()
+        return build(lambda inputs: kernel), False
     cache = store.setdefault("_hmc_lib_compiled", {})
-    key = (settings, tuple(None if f is None else id(f) for f in fns))
+    key = (settings, fn_key)
     hit = cache.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], fns)):
-        return hit[1]
-    compiled = build()
+        return hit[1], False
+    compiled = build(lambda inputs: kernel)
     cache[key] = (fns, compiled)   # holds `fns`, so no other function can take their ids
     while len(cache) > _MAX_COMPILED_PER_KERNEL:
         cache.pop(next(iter(cache)))
-    return compiled
+    return compiled, False
 
 
 def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
@@ -202,9 +227,10 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     trace_fn = trace_fn or _default_trace_fn(_trace_fields(kernel))
     keep_fn = keep_fn or (lambda s: s)
 
-    def run_chunk(state, results, seeds, num_active):
+    def run_chunk(kernel_of, state, results, seeds, num_active, inputs):
         # Runs `chunk_size` iterations; those at or past `num_active` leave the state as it
         # is, so a partial last chunk needs no second compilation.
+        kernel = kernel_of(inputs)
         kept0 = keep_fn(state)
         trace0 = trace_fn(state, results)
         arrays = lambda struct: tf.nest.map_structure(
@@ -225,8 +251,11 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         stack = lambda tas: tf.nest.map_structure(lambda ta: ta.stack(), tas)
         return state, results, stack(kept), stack(traced)
 
-    compiled = _compiled(kernel, (chunk_size, bool(jit_compile)), user_fns,
-                         lambda: tf.function(run_chunk, jit_compile=jit_compile, autograph=False))
+    compiled, shared = compiled_chunk(
+        kernel, ("sample", chunk_size, bool(jit_compile)), user_fns,
+        lambda kernel_of: tf.function(functools.partial(run_chunk, kernel_of),
+                                      jit_compile=jit_compile, autograph=False))
+    inputs = kernel.input_values(tf.nest.flatten(state)[0].dtype) if shared else {}
     num_burnin_chunks = math.ceil(num_burnin_steps / chunk_size)
     num_result_chunks = math.ceil(num_results / chunk_size)
     total = num_burnin_chunks + num_result_chunks
@@ -245,7 +274,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     for c, (first, active) in chunks:
         start = time.perf_counter()
         state, results, kept, traced = compiled(
-            state, results, seeds[first:first + chunk_size], tf.constant(active, tf.int32))
+            state, results, seeds[first:first + chunk_size], tf.constant(active, tf.int32),
+            inputs)
         kept, traced = tf.nest.map_structure(lambda t: t.numpy()[:active], (kept, traced))
         times.append(time.perf_counter() - start)
         if c >= num_burnin_chunks:

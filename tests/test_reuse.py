@@ -117,8 +117,19 @@ def test_sampling_again_with_a_kernel_reuses_its_graph_and_its_draws_are_unchang
     np.testing.assert_array_equal(a, again)
     assert not np.array_equal(a, b)
     fresh, _ = hmc_lib.sample(hmc_lib.HMC(target, 0.3, 5), 20, x0, seed=2)
-    assert target.traced > traced                         # a new kernel is a new graph
+    assert target.traced == traced      # a new kernel of the same target and settings: shared
     np.testing.assert_array_equal(b, fresh)
+    # another step size or mass is an input of the same graph, and gives that kernel's chain
+    other, _ = hmc_lib.sample(hmc_lib.HMC(target, 0.2, 5, mass=np.full(3, 2.0)), 20, x0, seed=2)
+    assert target.traced == traced + 1  # mass given vs none: another graph, traced once
+    mass_again, _ = hmc_lib.sample(hmc_lib.HMC(target, 0.25, 5, mass=np.full(3, 0.5)), 20, x0,
+                                   seed=2)
+    assert target.traced == traced + 1  # a new step size and mass: no new trace
+    alone = hmc_lib.HMC(target, 0.25, 5, mass=np.full(3, 0.5))
+    alone.graph_key = lambda: None      # the same kernel compiled on its own, constants inlined
+    np.testing.assert_array_equal(mass_again, hmc_lib.sample(alone, 20, x0, seed=2)[0])
+    hmc_lib.sample(hmc_lib.HMC(target, 0.3, 6), 20, x0, seed=2)
+    assert target.traced == traced + 3  # `alone`, then another number of leapfrog steps
     # another chunk size or trace function is another graph, never the cached one
     c, tc = hmc_lib.sample(kernel, 20, x0, seed=2, chunk_size=7)
     np.testing.assert_array_equal(b, c)

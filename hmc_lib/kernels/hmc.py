@@ -122,6 +122,8 @@ class HMC(Kernel):
         (default): M = I, and then the chain is bit-identical to TFP's HMC.
     """
 
+    _input_parameters = ("step_size", "mass")
+
     def __init__(self, target_log_prob_fn, step_size, num_leapfrog_steps,
                  max_energy_error=metropolis.MAX_ENERGY_ERROR, name="hmc", mass=None):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)

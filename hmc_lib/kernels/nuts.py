@@ -251,6 +251,8 @@ class NUTS(Kernel):
 
     trace_fields = ("tree_depth",)
 
+    _input_parameters = ("step_size", "mass")
+
     def __init__(self, target_log_prob_fn, step_size, max_tree_depth=10,
                  max_energy_error=metropolis.MAX_ENERGY_ERROR, name="nuts", mass=None):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)

@@ -16,10 +16,13 @@ the dual-averaging average of the terminal window.
 For a pseudo-marginal kernel (state `[theta, u]`) the mass matrix is θ's only: u has the
 identity mass by construction.
 
-The whole warm-up runs one compiled chunk function (the mass is a `tf.Variable` read by the
-kernel, the step size is written into the kernel results), so it compiles once.
+The whole warm-up runs one compiled chunk function (the step size is written into the kernel
+results; the mass is an input of the function for HMC and NUTS, a `tf.Variable` read by any
+other kernel), so it compiles once; for HMC and NUTS that graph is shared by every warm-up
+of the same target and settings in the process (`sampling.compiled_chunk`).
 """
 
+import functools
 import math
 import time
 from typing import NamedTuple
@@ -193,9 +196,17 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
     _checks.positive_float(initial_mass, "initial_mass")
     if np.shape(initial_mass) != (dim,):
         raise ValueError(f"`initial_mass` must have shape [{dim}], got {np.shape(initial_mass)}")
-    mass_var = tf.Variable(_checks.as_dtype(np.asarray(initial_mass, np.float64), dtype),
-                           trainable=False, name="warmup_mass")
-    kernel = kernel_factory(initial_step_size, mass_var)
+    # A kernel whose graph takes its mass as an input (HMC, NUTS: `graph_key`) shares one
+    # compiled warm-up graph with every warm-up of the same target and settings; any other
+    # kernel reads its mass from a `tf.Variable` that the windows update.
+    mass = np.asarray(initial_mass, np.float64)
+    kernel = kernel_factory(initial_step_size, mass)
+    shared = getattr(kernel, "graph_key", lambda: None)() is not None
+    mass_var = None
+    if not shared:
+        mass_var = tf.Variable(_checks.as_dtype(mass, dtype), trainable=False,
+                               name="warmup_mass")
+        kernel = kernel_factory(initial_step_size, mass_var)
     results = kernel.bootstrap_results(state)
     if not hasattr(results, "step_size") or not hasattr(results, "log_accept_ratio"):
         raise TypeError("`kernel_factory` must return one of the library's kernels (its results "
@@ -205,9 +216,12 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
     windows = window_schedule(num_warmup, init_buffer, term_buffer, base_window)
     seeds = step_seeds(seed, int(num_warmup) + chunk)
 
-    def run_chunk(state, results, da, sums, shift, seeds, num_active, collect):
+    def run_chunk(kernel_of, state, results, da, sums, shift, seeds, num_active, collect,
+                  target, inputs):
         """`chunk` iterations (those at or past `num_active` change nothing): dual averaging
-        on the step size, and (if `collect`) sums of θ − shift for the window variance."""
+        on the step size towards `target`, and (if `collect`) sums of θ − shift for the
+        window variance."""
+        kernel = kernel_of(inputs)
         arrays = [tf.TensorArray(dt, size=chunk) for dt in (tf.float64, tf.float64, tf.int32,
                                                             tf.bool)]
 
@@ -218,7 +232,7 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
                     results.step_size)))
                 new_state, new_res = kernel.one_step(state, res, seed=seeds[i])
                 acc = _accept_prob(new_res)
-                new_da = dual_averaging_update(da, tf.reduce_mean(acc), target_accept)
+                new_da = dual_averaging_update(da, tf.reduce_mean(acc), target)
                 x = tf.cast(_theta(new_state), tf.float64) - shift
                 c = tf.cast(collect, tf.float64)
                 new_sums = (sums[0] + c, sums[1] + c * x, sums[2] + c * x * x)
@@ -240,7 +254,12 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
             lambda i, *_: i < chunk, body, (tf.constant(0), state, results, da, sums, arrays))
         return state, results, da, sums, [ta.stack() for ta in tas]
 
-    compiled = tf.function(run_chunk, jit_compile=jit_compile, autograph=False)
+    from hmc_lib.sampling import compiled_chunk
+    compiled, _ = compiled_chunk(
+        kernel, ("warmup", chunk, bool(jit_compile)), (),
+        lambda kernel_of: tf.function(functools.partial(run_chunk, kernel_of),
+                                      jit_compile=jit_compile, autograph=False))
+    target = tf.constant(float(target_accept), tf.float64)
     da = dual_averaging_start(initial_step_size)
     traces, inverse_masses, chain_variances = [], [], []
     start_time = time.perf_counter()
@@ -250,9 +269,11 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
         sums = (tf.constant(0.0, tf.float64), zeros, zeros)
         for c0 in range(first, last, chunk):
             active = min(chunk, last - c0)
+            inputs = (kernel.with_inputs(mass=mass).input_values(dtype) if shared else {})
             state, results, da, sums, out = compiled(
                 state, results, da, sums, shift, seeds[c0:c0 + chunk],
-                tf.constant(active, tf.int32), tf.constant(bool(slow and adapt_mass)))
+                tf.constant(active, tf.int32), tf.constant(bool(slow and adapt_mass)),
+                target, inputs)
             traces.append([o.numpy()[:active] for o in out])
         if slow and adapt_mass:
             steps = float(sums[0])
@@ -264,7 +285,9 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
             inverse_masses.append(inv_mass)
             chain_mean = s1 / steps
             chain_variances.append((s2 / steps - chain_mean ** 2) * steps / (steps - 1.0))
-            mass_var.assign(tf.constant(1.0 / inv_mass, dtype))
+            mass = 1.0 / inv_mass
+            if mass_var is not None:
+                mass_var.assign(tf.constant(mass, dtype))
             da = dual_averaging_start(math.exp(float(da.log_step)))
     step_size = math.exp(float(da.log_step_bar)) if float(da.count) > 0 \
         else math.exp(float(da.log_step))
@@ -285,4 +308,6 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
         state = [tf.convert_to_tensor(t) for t in state]
     if model is not None:
         state = model.from_flat(state)
-    return WarmupResult(state, step_size, mass_var.numpy().copy(), trace)
+    final_mass = mass_var.numpy().copy() if mass_var is not None else np.asarray(
+        _checks.as_dtype(mass, dtype).numpy()).copy()
+    return WarmupResult(state, step_size, final_mass, trace)
