@@ -200,7 +200,7 @@ def test_digits_are_binary_with_the_fixed_split():
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="`x` must have shape"):
-        check_images(np.zeros((4, 28, 28)))
+        check_images(np.zeros((4, 27, 27)))
     with pytest.raises(ValueError, match="`x` must have shape"):
         check_images(np.zeros(64))
     with pytest.raises(ValueError, match="must be binary"):
@@ -211,6 +211,8 @@ def test_bad_input_is_refused():
         train("vae", np.zeros((10, 63)), num_train_steps=1)
     with pytest.raises(ValueError, match="test_x"):
         train("vae", np.zeros((10, 64)), np.full((3, 64), 2.0), num_train_steps=1)
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        train("vae", np.zeros((10, 64)), num_train_steps=1, checkpoint_seconds=0)
     with pytest.raises(ValueError, match="kind"):
         DLGM("gan")
     with pytest.raises(ValueError, match="num_train_steps"):
@@ -259,7 +261,9 @@ class _System:
 def test_array_unpickler_loads_arrays_and_refuses_every_other_global(tmp_path):
     arrays = ((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2])),
               (np.zeros((1, 3), np.float32), np.array([0])))
-    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+    # (Python 3 writes protocol-2 array bytes through `_codecs.encode`, which is refused
+    # too; the MNIST file, written by Python 2, is checked by `test_the_installed_file...`)
+    for protocol in (3, 4, 5):
         raw = pickle.dumps(arrays, protocol=protocol)
         for data in (raw, gzip.compress(raw)):
             out = mnist_lib.load_pickle(data)
@@ -341,7 +345,7 @@ def test_dynamic_training_takes_grey_levels_and_refuses_them_otherwise():
         train("vae", grey, np.ones((3, 64)), num_train_steps=1, dynamic=True)
 
 
-_KILLED_RUN = dict(num_train_steps=3000, batch_size=20, eval_every=50, eval_samples=3,
+_KILLED_RUN = dict(num_train_steps=1500, batch_size=20, eval_every=50, eval_samples=3,
                    hidden_units=(8,), seed=5, progress=False)
 
 

@@ -56,13 +56,16 @@ class MnistUnavailable(RuntimeError):
 class ArrayUnpickler(pickle.Unpickler):
     """An unpickler that rebuilds NumPy arrays and nothing else.
 
-    `find_class` returns only `numpy.ndarray`, `numpy.dtype` and NumPy's array
-    reconstructor; any other global a pickle names raises `pickle.UnpicklingError`, so
+    `find_class` returns only `numpy.ndarray`, `numpy.dtype` and NumPy's two array
+    constructors (`_reconstruct`, which pickle protocols 0–4 name, and `_frombuffer`, which
+    protocol 5 names); any other global a pickle names raises `pickle.UnpicklingError`, so
     loading cannot call arbitrary functions (the usual pickle exploit).
     """
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
                ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"),
                ("numpy", "ndarray"), ("numpy", "dtype")}
 
     def find_class(self, module, name):
@@ -75,8 +78,9 @@ class ArrayUnpickler(pickle.Unpickler):
         if name == "dtype":
             return np.dtype
         core = getattr(np, "_core", None)
-        multiarray = core.multiarray if core is not None else np.core.multiarray
-        return multiarray._reconstruct
+        if name == "_frombuffer":
+            return (core.numeric if core is not None else np.core.numeric)._frombuffer
+        return (core.multiarray if core is not None else np.core.multiarray)._reconstruct
 
 
 def _check_arrays(obj, path="data"):
