@@ -52,13 +52,13 @@ def sizes(scale=None):
     the paper's own: see the chapter)."""
     pick = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
     return dict(
-        seeds=3, num_train_steps=pick(40, 400, 1000), batch_size=100, learning_rate=1e-3,
-        eval_every=pick(20, 100, 250), eval_samples=pick(10, 20, 20),
+        seeds=pick(2, 3, 3), num_train_steps=pick(40, 400, 1000), batch_size=100,
+        learning_rate=1e-3, eval_every=pick(20, 100, 250), eval_samples=pick(10, 20, 20),
         eval_images=pick(50, 100, 100), latent_dim=2, hidden_units=(200, 200),
         sampler_hidden_units=(32, 32), num_transitions=1, num_leapfrog_steps=5,
-        step_size=0.1, held_out=pick(50, 200, 300), ais_chains=4,
-        ais_temperatures=pick(40, 100, 150), ais_leapfrog_steps=3,
-        gate_images=pick(20, 50, 50), gate_factor=4, final_samples=pick(100, 500, 500))
+        step_size=0.1, held_out=pick(30, 200, 300), ais_chains=4,
+        ais_temperatures=pick(40, 120, 150), ais_leapfrog_steps=3,
+        gate_images=pick(15, 30, 50), gate_factor=4, final_samples=pick(100, 500, 500))
 
 
 def ais_estimate(model, x, s, seed, temperatures=None):
