@@ -377,3 +377,18 @@ def test_training_killed_midway_resumes_to_the_same_model(tmp_path):
         np.testing.assert_array_equal(h_res[k], h_fresh[k], err_msg=k)
     for a, b in zip(resumed.variables, fresh.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_ais_estimate_reuses_one_graph_and_runs_each_models_weights():
+    """`experiments.ais_estimate` copies each model's decoder into one compiled AIS run: it
+    must give what `estimators.ais` on the model itself gives, model after model."""
+    from hmc_lib.dlgm import experiments as ex
+    data = load_digits()
+    s = dict(ex.sizes("ci"), ais_temperatures=5, ais_chains=3)
+    x = data.test[:4]
+    for seed in (1, 2):
+        model = DLGM("vae", hidden_units=(8,), seed=seed)
+        got = ex.ais_estimate(model, x, s, seed=7)
+        want = ais(model.log_joint, x, 2, 5, 3, seed=tf.constant([7, 9]),
+                   num_leapfrog_steps=s["ais_leapfrog_steps"]).log_marginal.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5)
