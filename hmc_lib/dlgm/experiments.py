@@ -198,6 +198,7 @@ def table(held_out, iwae, gates, scale_label):
             "AIS gap": max(g["gap"] for g in gates[kind]),
             "paper rank": PAPER_RANK[kind]}
     frame = pd.DataFrame(rows).T
+    frame["paper rank"] = frame["paper rank"].astype(int)
     frame.columns.name = scale_label
     return frame
 
