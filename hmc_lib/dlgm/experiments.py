@@ -38,8 +38,8 @@ from hmc_lib.dlgm.train import KINDS, train
 LABELS = {"vae": "VAE", "hmc": "VAE + HMC", "l2hmc": "L2HMC-DLGM"}
 #: Levy et al. 2018, Sec. 5.2.1 and Fig. 2 (MNIST): the ordering, rank 1 = best
 PAPER_RANK = {"vae": 3, "hmc": 2, "l2hmc": 1}
-#: the AIS gate: largest size of the mean rise of log p̂ (nats per image) when the temperatures are
-#: multiplied by `gate_factor`
+#: the AIS gate: the largest size of the mean rise of log p̂ (nats per image) when the
+#: temperatures are multiplied by `gate_factor`
 AIS_GAP_MAX = 0.5
 #: where the recorded long run is stored (package data)
 RECORD = "recorded/mnist_long.json"
