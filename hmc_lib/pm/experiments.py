@@ -257,7 +257,19 @@ def cell(samples, trace):
         seconds=float(trace.get("seconds", float("nan"))),
         theta_mean=x.reshape(-1, x.shape[-1]).mean(0).tolist(),
         theta_sd=x.reshape(-1, x.shape[-1]).std(0).tolist(),
-        mixture=mixture_summary(samples))
+        mixture=mixture_summary(samples), thinned=thinned(x))
+
+
+def thinned(theta, most=500):
+    """The relabelled draws of w₁, μ₁, μ₂, 1/λ₁, 1/λ₂ thinned to at most `most` per chain,
+    for trace plots of a recorded run: dict name -> `[draws, chains]` nested lists (4
+    significant digits), and `every` (the thinning)."""
+    theta = np.asarray(theta, np.float64)
+    every = max(1, int(math.ceil(theta.shape[0] / most)))
+    nat = natural(theta[::every])
+    out = {k: np.round(v, 4).tolist() for k, v in nat.items()}
+    out["every"] = every
+    return out
 
 
 # ------------------------------------------------------------------ the recorded long run
