@@ -357,6 +357,7 @@ def test_experiment_settings_are_typed_once_per_scale():
     np.testing.assert_allclose(ex.NARROW_COVARIATES, 1 / np.sqrt(8))
 
 
+@pytest.mark.statistical
 def test_chen_initial_state():
     t = pmt.glmm(num_individuals=6, num_importance=3, covariate_scale=1.0)
     theta, u = ex.chen_initial_state(t, chains=3, seed=5)
@@ -368,7 +369,8 @@ def test_chen_initial_state():
     np.testing.assert_array_equal(th, ex.chen_initial_state(t, 3, 5)[0].numpy())
     # Chen's covariates: the target simulates Z ~ N(0, I) when asked
     big = ex.target(ex.settings("paper"))
-    assert abs(big.data["Z"].std() - 1.0) < 0.01       # 24,000 draws: s.e. 0.005
+    # 24,000 draws: the sample sd has s.e. 1/√(2·24,000) = 0.0046; 0.02 is 4.4 of them
+    assert abs(big.data["Z"].std() - 1.0) < 0.02
 
 
 @pytest.mark.statistical
