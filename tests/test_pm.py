@@ -333,3 +333,94 @@ def test_bad_input(gre):
     with pytest.raises(ValueError, match="p"):
         integrators.pm_strang(tf.zeros([1, 2]), tf.zeros([1, 2]), tf.zeros([1, 3]),
                               tf.zeros([1, 4]), lambda a, b: (a, b), 0.1, 3)
+
+
+# --- chapter 4's experiments (hmc_lib.pm.experiments) ----------------------------------------
+
+from hmc_lib.pm import experiments as ex
+
+
+def test_experiment_settings_are_typed_once_per_scale():
+    paper = ex.settings("paper")
+    # the papers' size and Chen's covariates (Chen 2025 §4.2: every element of Z ~ N(0, 1))
+    assert (paper.num_individuals, paper.num_importance, paper.covariate_scale) == (500, 128, 1.0)
+    for name in ("ci", "book", "paper"):
+        cfg = ex.settings(name)
+        assert cfg.scale == name and cfg.covariate_scale == ex.CHEN_COVARIATES
+        assert cfg.chunk_draws <= cfg.max_draws and cfg.min_draws <= cfg.max_draws
+        with pytest.raises(Exception):          # frozen
+            cfg.chains = 1
+    assert ex.settings("book").replace(chains=8).chains == 8
+    with pytest.raises(ValueError, match="scale"):
+        ex.settings("huge")
+    assert ex.CHEN_MEANS == dict(w1=0.827, mu1=0.059, mu2=3.012)
+    np.testing.assert_allclose(ex.NARROW_COVARIATES, 1 / np.sqrt(8))
+
+
+@pytest.mark.statistical
+def test_chen_initial_state():
+    t = pmt.glmm(num_individuals=6, num_importance=3, covariate_scale=1.0)
+    theta, u = ex.chen_initial_state(t, chains=3, seed=5)
+    assert theta.shape == (3, 13) and u.shape == (3, 6, 3)
+    th = theta.numpy()
+    # the mixture starts at Chen's values, jittered by 0.1; β ~ N(0, I), apart per chain
+    assert np.all(np.abs(th[:, 8:] - np.asarray(ex.CHEN_INITIAL_MIXTURE)) < 0.6)
+    assert np.all(np.std(th[:, :8], axis=0) > 0)
+    np.testing.assert_array_equal(th, ex.chen_initial_state(t, 3, 5)[0].numpy())
+    # Chen's covariates: the target simulates Z ~ N(0, I) when asked
+    big = ex.target(ex.settings("paper"))
+    # 24,000 draws: the sample sd has s.e. 1/√(2·24,000) = 0.0046; 0.02 is 4.4 of them
+    assert abs(big.data["Z"].std() - 1.0) < 0.02
+
+
+@pytest.mark.statistical
+def test_relabelled_gate_sees_through_label_switching():
+    """Chains in the two mirror-image labellings of the same posterior: the gate on the raw
+    draws fails (the chains disagree), on the relabelled draws it passes."""
+    rng = np.random.default_rng(seed(21))
+    draws = np.empty((2000, 4, 13))
+    draws[..., :8] = rng.standard_normal((2000, 4, 8))
+    draws[..., 8:] = np.array([0.0, 3.0, 2.3, 1.1, 1.4]) + 0.1 * rng.standard_normal((2000, 4, 5))
+    swap = draws[:, 2:].copy()
+    draws[:, 2:, 8:] = swap[..., [9, 8, 11, 10, 12]] * np.array([1, 1, 1, 1, -1.0])
+    assert not diagnostics.convergence(draws).converged
+    # iid draws, 4 chains of 2000: R̂ − 1 is of order 1/2000 and the ESS about 8000
+    gate = ex.relabelled_gate(draws)
+    assert gate.converged and gate.rhat_max < 1.01, gate
+
+
+def test_cell_and_summaries_of_a_run():
+    rng = np.random.default_rng(3)
+    draws = np.zeros((40, 2, 13)) + rng.standard_normal((40, 2, 13))
+    draws[..., -1] += 8.0                     # logit w₁ > 0 in every draw: no relabelling
+    trace = dict(grad_evals=np.full((40, 2), 10), log_accept_ratio=np.zeros((40, 2)),
+                 seconds=1.0, step_size=0.1, stopped="max_draws")
+    c = ex.cell(draws, trace)
+    assert c["draws"] == 40 and c["chains"] == 2 and c["grad_evals"] == 800
+    assert c["ess_min_per_grad"] == pytest.approx(c["ess_bulk_min"] / 800)
+    assert c["acceptance"] == 1.0 and set(c["mixture"]) == set(ex.MIXTURE)
+    np.testing.assert_allclose(c["mixture"]["mu2"]["mean"], draws[..., 9].mean())
+    th = c["thinned"]
+    assert th["every"] == 1 and np.shape(th["w1"]) == (40, 2)
+    assert np.shape(ex.thinned(np.zeros((1001, 2, 13)), most=500)["mu1"]) == (334, 2)
+
+
+def test_long_run_record_resumes_from_its_units(tmp_path, monkeypatch):
+    """A tiny record: written with provenance; run again, its units are read back (and a
+    unit whose result was lost is recomputed from its checkpoints to the same numbers)."""
+    from hmc_lib import records
+    tiny = ex.settings("ci").replace(num_individuals=12, num_importance=4, warmup=20,
+                                     nuts_warmup=20, max_tree_depth=3, chunk_draws=10,
+                                     min_draws=10, max_draws=20, max_grad_evals=1e6)
+    monkeypatch.setitem(ex._SETTINGS, "ci", tiny)
+    out = tmp_path / "rec.json"
+    rec = ex.record_long_run(tmp_path / "work", "ci", out=out, units=("pmhmc", "pmnuts"))
+    rec = records.load(out)
+    assert [r["key"] for r in rec["rows"]] == ["pmhmc", "pmnuts"]
+    assert rec["settings"]["num_individuals"] == 12 and rec["chen_means"] == ex.CHEN_MEANS
+    assert rec["rows"][0]["draws"] == 20 and rec["rows"][0]["stopped"] == "max_draws"
+    first = rec["rows"]
+    (tmp_path / "work" / "units" / "pmnuts.json").unlink()      # lose one unit's result
+    again = ex.record_long_run(tmp_path / "work", "ci", out=out, units=("pmhmc", "pmnuts"))
+    for a, b in zip(first, again["rows"]):
+        assert a["theta_mean"] == b["theta_mean"] and a["grad_evals"] == b["grad_evals"]

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 #: run name -> "module:function" (the function writes the record where its chapter reads it)
 RUNS = {
     "dlgm_mnist": "hmc_lib.dlgm.experiments:record",
+    "pm_glmm": "hmc_lib.pm.experiments:record_long_run",
 }
 
 
