@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT))
 #: run name -> "module:function" (the function writes the record where its chapter reads it)
 RUNS = {
     "nnghmc-gp": "hmc_lib.nnghmc.long_runs:gp_paper",
+    "nnghmc-garch": "hmc_lib.nnghmc.long_runs:garch_paper",
+    "nnghmc-logreg": "hmc_lib.nnghmc.long_runs:logreg_paper",
 }
 
 
