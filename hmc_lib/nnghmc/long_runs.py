@@ -37,7 +37,7 @@ How a run is laid out, and why:
 import dataclasses
 import os
 import time
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -142,7 +142,7 @@ def garch_settings(scale):
     burn-in, gradients of draws 1,000–2,000 (fits every 500), 50 hidden units, at least
     10,000 NNgHMC draws; at "ci" and "book" the toy (200 observations)."""
     base = dict(name="nnghmc-garch", target="garch", start=None, step_size=0.002, L=15,
-                jit_compile=True)
+                jit_compile=True, rate_error_max=0.05)
     if _check_scale(scale):
         return ScheduledRun(**base, target_kwargs=(("num_obs", 1000),), burnin=1000,
                             hmc_chunk=1000, hmc_max_draws=40000, collect_until=1000,
@@ -151,7 +151,7 @@ def garch_settings(scale):
                             net=(("hidden", 50), ("epochs", 50), ("batch_size", 64),
                                  ("learning_rate", 1e-2)), timing_draws_hmc=200,
                             timing_draws_nnghmc=1000)
-    return ScheduledRun(**base, target_kwargs=(("num_obs", 200),), **_TOY)
+    return ScheduledRun(**{**base, **_TOY}, target_kwargs=(("num_obs", 200),))
 
 
 def logreg_settings(scale):
@@ -164,7 +164,7 @@ def logreg_settings(scale):
     cfg = settings("paper")["logreg"]
     n = max(cfg["sizes"])
     base = dict(name="nnghmc-logreg", target="logreg", start=None, L=cfg["L"],
-                rate_statistic="min", jit_compile=True)
+                rate_statistic="min", jit_compile=True, rate_error_max=0.05)
     if _check_scale(scale):
         return ScheduledRun(**base, step_size=logreg_step_size(cfg, n),
                             target_kwargs=(("num_data", n), ("num_features", 200),
@@ -175,8 +175,8 @@ def logreg_settings(scale):
                             nnghmc_max_draws=4 * cfg["num_results"], nnghmc_chunk=250,
                             net=tuple(sorted(cfg["net"].items())), timing_draws_hmc=20,
                             timing_draws_nnghmc=100)
-    return ScheduledRun(**base, step_size=0.02, target_kwargs=(
-        ("num_data", 500), ("num_features", 5), ("seed", 0)), **_TOY)
+    return ScheduledRun(**{**base, **_TOY}, step_size=0.02, target_kwargs=(
+        ("num_data", 500), ("num_features", 5), ("seed", 0)))
 
 
 # ------------------------------------------------------------------ measurements
@@ -472,3 +472,89 @@ def _unit_result(run, key):
 def recorded(path):
     """A record of `scheduled_record` (e.g. `GP_RECORD`), checked by `records.load`."""
     return records.load(path)
+
+
+# ------------------------------------------------------------------ reading a record
+
+class RecordView(NamedTuple):
+    """A `scheduled_record` record laid out for a chapter (`record_view`).
+
+    table: `pd.DataFrame`, one row per quantity and the columns "HMC", "HMC (paper)",
+      "seed <k>" per training seed and "NNgHMC (paper)".
+    converged: one bool per column (the paper's columns count as passed), for
+      `hmc_lib.book.gated_table(table, converged, axis=1)`.
+    hmc, seeds, summary: the record's HMC row, NNgHMC rows and `nnghmc/hmc` row.
+    cells: the gate readings of HMC and of every seed (every verdict on the record draws on
+      all of them).
+    outcome: how the seeds' speed-ups compare with the paper's: `"every"` seed reaches it,
+      else the `"median"` does, else only the `"best"` does, else `"none"` does.
+    """
+    table: object
+    converged: list
+    hmc: dict
+    seeds: list
+    summary: dict
+    cells: list
+    outcome: str
+
+
+#: rows of `RecordView.table`: (label, field of an HMC or NNgHMC row)
+RECORD_ROWS = (("ESS/s, all charged", "ess_per_second"), ("speed-up", "speedup"),
+               ("speed-up, sampling", "sampling_speedup"), ("acceptance", "acceptance"),
+               ("draws per chain", "draws"), ("ESS min", "ess_min"),
+               ("ESS median", "ess_median"), ("R̂ (max)", "rhat_max"),
+               ("ESS bulk (min)", "ess_bulk_min"), ("ESS tail (min)", "ess_tail_min"),
+               ("final sampler", "final_method"), ("CPU s, all charged", "cpu_seconds_total"))
+
+
+def record_view(rec, paper):
+    """The record `rec` (`scheduled_record`) as a `RecordView`, checked for consistency.
+
+    Args:
+      rec: the record (`recorded(path)`).
+      paper: the paper's figures, a dict with `hmc_rate`, `nnghmc_rate`, `hmc_acceptance`,
+        `nnghmc_acceptance`, `speedup` (the rates in the record's statistic, e.g. median
+        ESS per second).
+    Raises:
+      ValueError: not exactly one HMC row and one summary row, fewer than 3 seeds, or a
+        speed-up or summary that does not follow from the rows (a record edited by hand).
+    """
+    import pandas as pd
+    rows = rec["rows"]
+    hmc = [r for r in rows if r["method"] == "HMC"]
+    seeds = [r for r in rows if r["method"] == "NNgHMC"]
+    summary = [r for r in rows if r["method"] == "nnghmc/hmc"]
+    if len(hmc) != 1 or len(summary) != 1 or len(seeds) < 3:
+        raise ValueError(f"need one HMC row, one summary row and >= 3 seeds, got {len(hmc)}, "
+                         f"{len(summary)} and {len(seeds)}")
+    hmc, summary = hmc[0], summary[0]
+    sp = np.array([r["speedup"] for r in seeds])
+    if not np.allclose(sp, [r["ess_per_second"] / hmc["ess_per_second"] for r in seeds]):
+        raise ValueError("a seed's speed-up is not its ESS per second over HMC's")
+    for stat, fn in (("median", np.median), ("min", np.min), ("max", np.max)):
+        if not np.isclose(summary[f"speedup_{stat}"], fn(sp)):
+            raise ValueError(f"the summary's speedup_{stat} is not the {stat} of the seeds'")
+
+    def column(r):
+        out = []
+        for _, key in RECORD_ROWS:
+            value = r["gate"][key] if key in r.get("gate", {}) else r.get(key, np.nan)
+            out.append(value)
+        return out
+
+    cols = {"HMC": column(hmc),
+            "HMC (paper)": [paper["hmc_rate"], np.nan, np.nan, paper["hmc_acceptance"]]
+            + [np.nan] * (len(RECORD_ROWS) - 4)}
+    for r in seeds:
+        cols[f"seed {r['seed']}"] = column(r)
+    cols["NNgHMC (paper)"] = ([paper["nnghmc_rate"], paper["speedup"], np.nan,
+                               paper["nnghmc_acceptance"]] + [np.nan] * (len(RECORD_ROWS) - 4))
+    cols["HMC"][RECORD_ROWS.index(("final sampler", "final_method"))] = "hmc"
+    table = pd.DataFrame(cols, index=[label for label, _ in RECORD_ROWS], dtype=object)
+    cells = [hmc["gate"]] + [r["gate"] for r in seeds]
+    converged = ([bool(hmc["gate"]["converged"]), True]
+                 + [bool(r["gate"]["converged"]) for r in seeds] + [True])
+    p = paper["speedup"]
+    outcome = ("every" if sp.min() >= p else "median" if np.median(sp) >= p else
+               "best" if sp.max() >= p else "none")
+    return RecordView(table, converged, hmc, seeds, summary, cells, outcome)
