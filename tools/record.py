@@ -23,6 +23,7 @@ RUNS = {
     "nnghmc-gp": "hmc_lib.nnghmc.long_runs:gp_paper",
     "nnghmc-garch": "hmc_lib.nnghmc.long_runs:garch_paper",
     "nnghmc-logreg": "hmc_lib.nnghmc.long_runs:logreg_paper",
+    "nnghmc-table4": "hmc_lib.nnghmc.long_runs:table4_paper",
 }
 
 

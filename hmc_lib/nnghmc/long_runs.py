@@ -54,6 +54,7 @@ RECORDED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorded")
 GP_RECORD = os.path.join(RECORDED, "gp_paper.json")
 GARCH_RECORD = os.path.join(RECORDED, "garch_paper_gated.json")
 LOGREG_RECORD = os.path.join(RECORDED, "logreg_paper_gated.json")
+TABLE4_RECORD = os.path.join(RECORDED, "table4_paper.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +228,13 @@ def cpu_seconds_per_draw(kernel, state, draws, seed, jit_compile=False):
     return (time.process_time() - start) / int(draws)
 
 
+def _no_gate(kept):
+    """A gate that never passes (for runs of a fixed length: burn-in, collection)."""
+    x = np.asarray(kept)
+    return diagnostics.Convergence(float("nan"), float("nan"), float("nan"), x.shape[0],
+                                   x.shape[1], False)
+
+
 def _state(values):
     return tf.constant(np.asarray(values, np.float32))
 
@@ -277,6 +285,22 @@ def logreg_paper(workdir, scale="paper", out=None):
                             out or (LOGREG_RECORD if scale == "paper" else None))
 
 
+def table4_paper(workdir, scale="paper", out=None):
+    """`tools/record.py nnghmc-table4`: the paper's Table 4 grid (d = 10, 20, 40 × n = 500,
+    1,000, 2,000), the GP surrogate fitted at every n (`expensive.surrogate_cell` with
+    `expensive.settings(scale)["surrogate"]`), one unit per cell; rows as
+    `expensive.surrogate_grid`'s."""
+    from hmc_lib.nnghmc.expensive import settings, surrogate_cell
+    cfg = dict(settings(scale)["surrogate"])
+    seed = 400
+    run = records.LongRun("nnghmc-table4", workdir, scale, [seed], cfg)
+    rows = [run.unit(f"d{d}-n{n}", lambda ckpt, d=d, n=n: surrogate_cell(cfg, d, n, seed))
+            for d in cfg["dims"] for n in cfg["sizes"]]
+    out = out or (TABLE4_RECORD if scale == "paper" else os.path.join(str(workdir),
+                                                                       "record.json"))
+    return run.write(out, rows, command="python tools/record.py nnghmc-table4 --threads 1")
+
+
 def _target(cfg):
     t = targets.get(cfg.target, **dict(cfg.target_kwargs))
     if cfg.start is not None:
@@ -315,7 +339,8 @@ def scheduled_record(cfg, workdir, scale, out=None):
 
     def burnin(ckpt):
         s, tr = sample_until(hmc, x0, cfg.baseline_seed, chunk_draws=max(1, cfg.burnin // 4),
-                             max_draws=cfg.burnin, min_draws=cfg.burnin, checkpoint=ckpt,
+                             max_draws=cfg.burnin, min_draws=cfg.burnin, gate=_no_gate,
+                             checkpoint=ckpt,
                              checkpoint_seconds=cfg.checkpoint_seconds, jit_compile=jit)
         return dict(state=np.asarray(tr["final_state"]).tolist(),
                     acceptance=float(np.mean(tr["is_accepted"])),
@@ -375,7 +400,7 @@ def _scheduled_seed(run, cfg, target, hmc, start, hmc_cpu, hmc_row, seed, data_d
 
         def collect(ckpt, state=state, n=n, s=s_collect, path=path):
             smp, tr = sample_until(recording, state, s, chunk_draws=min(cfg.collect_chunk, n),
-                                   max_draws=n, min_draws=n, checkpoint=ckpt,
+                                   max_draws=n, min_draws=n, gate=_no_gate, checkpoint=ckpt,
                                    checkpoint_seconds=cfg.checkpoint_seconds, jit_compile=jit)
             pos = tr["trajectory_positions"].reshape(-1, dim)
             grads = tr["trajectory_grads"].reshape(-1, dim)
