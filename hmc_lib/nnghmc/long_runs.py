@@ -6,7 +6,11 @@ paper's size over three training seeds:
 
 - `gp_paper` (`nnghmc-gp`): GP regression, the paper's Table 2, 500 points;
 - `garch_paper` (`nnghmc-garch`): GARCH(2,1), Table 1, 1,000 observations;
-- `logreg_paper` (`nnghmc-logreg`): logistic regression 50,000 × 200, Sec. 4.2.
+- `logreg_paper` (`nnghmc-logreg`): logistic regression 50,000 × 200, Sec. 4.2;
+
+and `table4_paper` (`nnghmc-table4`): the GP-surrogate grid of Table 4 at every n (the
+maximum-likelihood fit of the GP at n = 2,000 is too slow for the chapter). `record_view`
+lays a record out for a chapter, checked against its own summary.
 
 How a run is laid out, and why:
 
