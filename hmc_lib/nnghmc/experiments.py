@@ -70,7 +70,7 @@ def settings(scale):
                              learning_rate=1e-2),
                     exact=dict(chains=128, draws=p(ci=50, book=200, paper=1000))),
         icg30=dict(target=dict(), step_size=0.5, L=100, chains=4,
-                   num_results=p(ci=200, book=1000, paper=5000), burnin=100,
+                   num_results=p(ci=200, book=400, paper=5000), burnin=100,
                    collect=p(ci=100, book=100, paper=200),
                    net=dict(hidden=100, epochs=10, learning_rate=1e-3),
                    exact=dict(chains=128, draws=p(ci=30, book=100, paper=1000))),
@@ -84,9 +84,9 @@ def settings(scale):
                     net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                              linear=True),
                     seeds=p(ci=2, book=3, paper=5),
-                    agree=dict(chains=16, burnin=50, draws=p(ci=50, book=200, paper=1000)),
-                    block=dict(epochs=p(ci=5, book=30, paper=30),
-                               iterations=p(ci=50, book=200, paper=200))),
+                    agree=dict(chains=16, burnin=50, draws=p(ci=50, book=100, paper=1000)),
+                    block=dict(epochs=p(ci=5, book=20, paper=30),
+                               iterations=p(ci=50, book=100, paper=200))),
     )
 
 
