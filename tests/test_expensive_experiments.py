@@ -20,13 +20,15 @@ def test_settings_every_scale():
 
 
 def test_surrogate_grid_tiny():
-    cfg = dict(dims=[2], sizes=[40], step_size=0.3, L=5, chains=4, draws=10,
-               net=dict(hidden=8, epochs=2, batch_size=8, learning_rate=1e-3))
+    net = dict(hidden=8, epochs=2, batch_size=8, learning_rate=1e-3)
+    cfg = dict(dims=[2], sizes=[40, 50], gp_sizes=[40], step_size=0.3, L=5, chains=4,
+               draws=10, net=net, authors_net=dict(net, batch_size=20))
     rows = ex.surrogate_grid(cfg, seed=3)
-    assert len(rows) == 1 and rows[0]["d"] == 2 and rows[0]["n"] == 40
-    for k in ("gp", "nn", "hmc"):
+    assert [(r["d"], r["n"]) for r in rows] == [(2, 40), (2, 50)]
+    for k in ("gp", "nn", "nn_authors", "hmc"):
         assert 0.0 <= rows[0][k] <= 1.0
     assert rows[0]["gp_fit_seconds"] > 0
+    assert np.isnan(rows[1]["gp"]) and 0.0 <= rows[1]["nn"] <= 1.0   # no GP at n = 50
 
 
 def test_schedule_table_tiny_garch():

@@ -22,6 +22,10 @@ sys.path.insert(0, str(ROOT))
 RUNS = {
     "dlgm_mnist": "hmc_lib.dlgm.experiments:record",
     "pm_glmm": "hmc_lib.pm.experiments:record_long_run",
+    "nnghmc-gp": "hmc_lib.nnghmc.long_runs:gp_paper",
+    "nnghmc-garch": "hmc_lib.nnghmc.long_runs:garch_paper",
+    "nnghmc-logreg": "hmc_lib.nnghmc.long_runs:logreg_paper",
+    "nnghmc-table4": "hmc_lib.nnghmc.long_runs:table4_paper",
 }
 
 
