@@ -242,3 +242,42 @@ def test_multi_seed_summary(monkeypatch):
         toy.compare_many([])
     with pytest.raises(ValueError, match="processes"):
         toy.compare_many([("scg", 0)], processes=0)
+
+
+def test_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch):
+    """A training run killed after a checkpoint and started again ends exactly as a run that
+    was never interrupted (weights, Adam state, chains and history are all restored)."""
+    import sys
+    train_module = sys.modules["hmc_lib.l2hmc.train"]
+    target = targets.get("scg")
+    kw = dict(num_train_steps=12, batch_size=8, num_leapfrog_steps=3, hidden_units=(6,),
+              chunk_size=3, seed=5, jit_compile=False)
+    whole, h_whole = train(target, **kw)
+    path = str(tmp_path / "train.npz")
+    real_save, saves = train_module._save_checkpoint, []
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*args):
+        real_save(*args)
+        saves.append(args[3])
+        if len(saves) == 2:       # killed right after the second checkpoint (6 of 12 steps)
+            raise Killed
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(target, checkpoint=path, checkpoint_seconds=0.0, **kw)
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    resumed, h_resumed = train(target, checkpoint=path, checkpoint_seconds=0.0, **kw)
+    assert saves == [1, 2]
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for key in ("loss", "acceptance", "esjd", "step_size"):
+        np.testing.assert_array_equal(h_whole[key], h_resumed[key])
+    np.testing.assert_array_equal(h_whole["final_state"], h_resumed["final_state"])
+    # a finished checkpoint returns the same run without training again
+    again, h_again = train(target, checkpoint=path, **kw)
+    np.testing.assert_array_equal(h_again["loss"], h_whole["loss"])
+    with pytest.raises(ValueError, match="checkpoint"):
+        train(target, checkpoint=path, **{**kw, "seed": 6})
