@@ -1,0 +1,83 @@
+"""Recorded long runs of chapter 2 (`tools/record.py`; the book renders their records and
+never re-runs them).
+
+- `toys(workdir, scale)`: the paper's four toys at the paper's size (5,000 training steps,
+  batch 200, 3 training seeds), each trained sampler and the tuned HMC run until the
+  convergence gate passes or the budget is spent; written to `recorded/toys_<scale>.json`.
+
+Each (target, seed) and each target's HMC baseline is one resumable unit (`records.LongRun`):
+training checkpoints its weights, Adam state and chains (`train(checkpoint=...)`), sampling
+its draws (`sample_until(checkpoint=...)`), so a killed run resumes where it stopped.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from hmc_lib import records
+from hmc_lib.l2hmc import experiments as toy
+
+RECORDED = pathlib.Path(__file__).resolve().parent / "recorded"
+
+
+def record_path(name, scale="paper"):
+    """Where the record `name` at `scale` lives (package data)."""
+    return RECORDED / f"{name}_{scale}.json"
+
+
+def _curve(values, blocks=20):
+    """Means of `values` over `blocks` equal blocks (a training curve in a few numbers)."""
+    values = np.asarray(values, np.float64)
+    return [float(b.mean()) for b in np.array_split(values, min(blocks, values.size))]
+
+
+def seed_unit(name, seed, scale, checkpoint, **overrides):
+    """Trains one seed (resumably) and runs its sampler through the gate; returns the JSON
+    fields of `chains_row("l2hmc", ...)`, `trained_row` and the training curves."""
+    trained = toy.train_toy(name, seed, scale=scale,
+                            checkpoint=checkpoint.replace(".npz", "-train.npz"), **overrides)
+    chains = toy.run_l2hmc(trained, scale=scale,
+                           checkpoint=checkpoint.replace(".npz", "-chains.npz"), **overrides)
+    target = overrides.get("target") or toy._target(name)
+    out = dict(toy.chains_row("l2hmc", chains, target), **toy.trained_row(trained))
+    out.update(seed=int(seed), mode_switch_rate=toy.mode_switch_rate(chains.samples),
+               esjd_curve=_curve(trained.history["esjd"]),
+               acceptance_curve=_curve(trained.history["acceptance"]),
+               loss_curve=_curve(trained.history["loss"]))
+    return out
+
+
+def hmc_unit(name, seed, scale, checkpoint, **overrides):
+    """HMC's pilot over the grid and its gated run at the chosen step size (resumably);
+    returns the JSON fields of `chains_row("hmc", ...)`, the step size and pilot scores."""
+    target = overrides.get("target") or toy._target(name)
+    pilot = toy.hmc_pilot(name, seed, scale=scale, **overrides)
+    eps, scores = toy.best_step_size(pilot, target)
+    chains = toy.run_hmc(name, eps, seed, scale=scale, checkpoint=checkpoint, **overrides)
+    out = dict(toy.chains_row("hmc", chains, target), hmc_step_size=eps,
+               pilot_scores={str(k): v for k, v in scores.items()},
+               mode_switch_rate=toy.mode_switch_rate(chains.samples))
+    return out
+
+
+def toys(workdir, scale="paper"):
+    """The four toys at `scale`, 3 training seeds each; writes and returns the record."""
+    seeds = toy.training_seeds(scale)
+    settings = {name: dict(settings=dataclasses.asdict(toy.SETTINGS[name]),
+                           sizes=dataclasses.asdict(toy.sizes(scale, name)))
+                for name in toy.TARGETS}
+    settings.update(num_leapfrog_steps=toy.NUM_LEAPFROG_STEPS, gate_max_draws=toy.GATE_MAX_DRAWS)
+    run = records.LongRun("l2hmc_toys", workdir, scale, seeds, settings)
+    rows, hmc_rows = [], {}
+    for name in toy.TARGETS:
+        hmc = run.unit(f"{name}-hmc", lambda ck, name=name: hmc_unit(name, seeds[0], scale, ck))
+        hmc_rows[name] = hmc
+        for i, seed in enumerate(seeds):
+            l2 = run.unit(f"{name}-seed{seed}",
+                          lambda ck, name=name, seed=seed: seed_unit(name, seed, scale, ck))
+            keep = {k: v for k, v in hmc.items() if k.startswith("hmc_")}
+            rows.append(dict(toy.ratio_row(name, l2, keep), seed_index=i,
+                             hmc_mode_switch_rate=hmc["mode_switch_rate"]))
+    return run.write(record_path("toys", scale), rows,
+                     hmc={k: {"pilot_scores": v["pilot_scores"]} for k, v in hmc_rows.items()})
