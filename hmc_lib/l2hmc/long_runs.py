@@ -2,8 +2,9 @@
 never re-runs them).
 
 - `toys(workdir, scale)`: the paper's four toys at the paper's size (5,000 training steps,
-  batch 200, 3 training seeds), each trained sampler and the tuned HMC run until the
-  convergence gate passes or the budget is spent; written to `recorded/toys_<scale>.json`.
+  batch 200, 3 training seeds), each trained sampler run until the convergence gate passes
+  or the budget is spent, and HMC at every step size of its grid likewise (the baseline is
+  the best converged one); written to `recorded/toys_<scale>.json`.
 
 Each (target, seed) and each target's HMC baseline is one resumable unit (`records.LongRun`):
 training checkpoints its weights, Adam state and chains (`train(checkpoint=...)`), sampling
@@ -49,16 +50,22 @@ def seed_unit(name, seed, scale, checkpoint, **overrides):
 
 
 def hmc_unit(name, seed, scale, checkpoint, **overrides):
-    """HMC's pilot over the grid and its gated run at the chosen step size (resumably);
-    returns the JSON fields of `chains_row("hmc", ...)`, the step size and pilot scores."""
+    """HMC at every step size of the grid, each run until the gate passes or the budget is
+    spent (resumably); the baseline is the converged step size with the largest ESS per step
+    (the largest of all when none converged). Returns the baseline's `chains_row("hmc", ...)`
+    with its step size, and `grid`: every step size's row."""
+    settings, _, _ = toy._options(name, scale, overrides)
     target = overrides.get("target") or toy._target(name)
-    pilot = toy.hmc_pilot(name, seed, scale=scale, **overrides)
-    eps, scores = toy.best_step_size(pilot, target)
-    chains = toy.run_hmc(name, eps, seed, scale=scale, checkpoint=checkpoint, **overrides)
-    out = dict(toy.chains_row("hmc", chains, target), hmc_step_size=eps,
-               pilot_scores={str(k): v for k, v in scores.items()},
-               mode_switch_rate=toy.mode_switch_rate(chains.samples))
-    return out
+    grid = {}
+    for eps in settings.hmc_step_sizes:
+        chains = toy.run_hmc(name, eps, seed, scale=scale,
+                             checkpoint=checkpoint.replace(".npz", f"-eps{eps}.npz"),
+                             **overrides)
+        grid[str(eps)] = dict(toy.chains_row("hmc", chains, target),
+                              mode_switch_rate=toy.mode_switch_rate(chains.samples))
+    ok = [k for k, r in grid.items() if r["hmc_converged"]] or list(grid)
+    best = max(ok, key=lambda k: grid[k]["hmc_ess_per_step"])
+    return dict(grid[best], hmc_step_size=float(best), grid=grid)
 
 
 def toys(workdir, scale="paper"):
@@ -80,4 +87,4 @@ def toys(workdir, scale="paper"):
             rows.append(dict(toy.ratio_row(name, l2, keep), seed_index=i,
                              hmc_mode_switch_rate=hmc["mode_switch_rate"]))
     return run.write(record_path("toys", scale), rows,
-                     hmc={k: {"pilot_scores": v["pilot_scores"]} for k, v in hmc_rows.items()})
+                     hmc={k: v["grid"] for k, v in hmc_rows.items()})
