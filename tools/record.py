@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 #: run name -> "module:function" (the function writes the record where its chapter reads it)
 RUNS = {
     "l2hmc_toys": "hmc_lib.l2hmc.long_runs:toys",
+    "l2hmc_gap": "hmc_lib.l2hmc.long_runs:gap",
 }
 
 

@@ -315,7 +315,8 @@ def _gate_fields(prefix, conv):
 def chains_row(prefix, chains, target, num_steps=NUM_LEAPFROG_STEPS):
     """The measures of one gated run, keys prefixed by `prefix`: ESS per step (the paper's
     estimator and the reference code's), ArviZ's worst-coordinate ESS per gradient, ESS per
-    second, acceptance, draws, why it stopped, and the gate's reading."""
+    second, acceptance, the expected squared jumped distance per step (what L2HMC's loss
+    rewards), draws, why it stopped, and the gate's reading."""
     s, tr = chains.samples, chains.trace
     e = ess_per_step(s, target)
     draws, n_chains = s.shape[:2]
@@ -325,6 +326,7 @@ def chains_row(prefix, chains, target, num_steps=NUM_LEAPFROG_STEPS):
            f"{prefix}_min_ess_per_grad": worst,
            f"{prefix}_ess_per_second": e * draws * n_chains / chains.seconds,
            f"{prefix}_acceptance": float(np.mean(tr["is_accepted"])),
+           f"{prefix}_esjd": diagnostics.esjd(s),
            f"{prefix}_draws": int(draws), f"{prefix}_stopped": chains.stopped,
            f"{prefix}_seconds": chains.seconds}
     row.update(_gate_fields(prefix, chains.convergence))

@@ -88,3 +88,52 @@ def toys(workdir, scale="paper"):
                              hmc_mode_switch_rate=hmc["mode_switch_rate"]))
     return run.write(record_path("toys", scale), rows,
                      hmc={k: v["grid"] for k, v in hmc_rows.items()})
+
+
+#: the variants of the gap study (`gap`): key -> (toy whose settings are used, target
+#: factory keywords, settings overrides, whether L2HMC is trained on it)
+GAP_VARIANTS = {
+    # the paper's rough well, HMC on a fine grid: which step size gives the paper's HMC
+    # figure, and where ESS per step and the jumped distance (what the loss rewards) peak
+    "rough_well-fine": ("rough_well", {},
+                        dict(hmc_step_sizes=(0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3)),
+                        False),
+    # the official code's default rough well, cos(x/η²)
+    "rough_well_official": ("rough_well", dict(period=1e-4),
+                            dict(hmc_step_sizes=(0.002, 0.005, 0.01, 0.02, 0.05)), True),
+    # the reference notebook's SCG: variances 100 and 0.1 (the paper says 0.01); its stable
+    # leapfrog steps reach 2σ_min = 0.63
+    "scg_reference": ("scg", dict(variances=(1e2, 1e-1)),
+                      dict(hmc_step_sizes=(0.15, 0.3, 0.45, 0.55, 0.6)), True),
+}
+
+
+def gap(workdir, scale="paper"):
+    """The gap study of chapter 2 at `scale`: for each of `GAP_VARIANTS`, HMC at every step
+    size of its grid through the gate and, where asked, L2HMC trained with 3 seeds as in
+    `toys`; writes and returns the record `recorded/gap_<scale>.json` (rows: one per HMC
+    step size, `kind` "hmc", and one per L2HMC seed, `kind` "l2hmc")."""
+    from hmc_lib import targets
+    seeds = toy.training_seeds(scale)
+    settings = {key: dict(toy=name, target=kw, overrides=dict(ov), l2hmc=train_it,
+                          sizes=dataclasses.asdict(toy.sizes(scale, name)))
+                for key, (name, kw, ov, train_it) in GAP_VARIANTS.items()}
+    run = records.LongRun("l2hmc_gap", workdir, scale, seeds, settings)
+    rows = []
+    for key, (name, kw, ov, train_it) in GAP_VARIANTS.items():
+        target = targets.get(name, **kw)
+        hmc = run.unit(f"{key}-hmc", lambda ck, name=name, target=target, ov=ov: hmc_unit(
+            name, seeds[0], scale, ck, target=target, **ov))
+        for eps, r in hmc["grid"].items():
+            rows.append(dict(r, variant=key, kind="hmc", hmc_step_size=float(eps),
+                             best=float(eps) == hmc["hmc_step_size"]))
+        if not train_it:
+            continue
+        keep = {k: v for k, v in hmc.items() if k.startswith("hmc_")}
+        for i, seed in enumerate(seeds):
+            l2 = run.unit(f"{key}-seed{seed}",
+                          lambda ck, name=name, seed=seed, target=target, ov=ov: seed_unit(
+                              name, seed, scale, ck, target=target, **ov))
+            rows.append(dict(toy.ratio_row(name, l2, keep), variant=key, kind="l2hmc",
+                             seed_index=i))
+    return run.write(record_path("gap", scale), rows)
