@@ -2,8 +2,8 @@
 
 For each target and each training seed (`experiments.training_seeds`: 3 at `book` scale):
 L2HMC trained at this scale and run until the convergence gate passes or the budget is
-spent, and once per target HMC with the same number of leapfrog steps at the step size its
-pilot found best (by ESS per step), run the same way. `ess_per_step` is the paper's ESS (true
+spent, and once per target HMC with the same number of leapfrog steps at its tuned step size
+(`ToySettings.hmc_step_size`), run the same way. `ess_per_step` is the paper's ESS (true
 moments, cut at 0.05); `paper` holds the published values; `converged` is the gate's
 verdict. After the per-seed rows of a target come the HMC row and one row `l2hmc median`
 with the median over seeds of every numeric field and, for each headline

@@ -4,12 +4,12 @@ the benchmark and the recorded paper-size run.
 For each toy target: L2HMC is trained under several seeds (`train_toy`; its training chains
 start from exact draws, so training works on mixing, not on burn-in), and each trained
 sampler runs until its chains pass the convergence gate or a stated budget is spent
-(`run_l2hmc`). HMC with the same number of leapfrog steps is tuned once per target: a short
-pilot over a grid of step sizes picks the one with the largest ESS per step (`hmc_pilot`,
-`best_step_size`), which then runs until the gate passes or the budget is spent
-(`run_hmc`). Every chain starts from an exact draw of the target, so no burn-in is needed.
-`run_target` does all of it for one target; `run_targets` for several, in parallel.
-Run sizes follow `hmc_lib.scale` (`sizes`).
+(`run_l2hmc`). HMC with the same number of leapfrog steps runs the same way at its tuned
+step size (`run_hmc`; `ToySettings.hmc_step_size`, the best converged step size of the
+recorded run, which put every step size of `ToySettings.hmc_step_sizes` through the gate).
+Every chain starts from an exact draw of the target, so no burn-in is needed. `run_target`
+does all of it for one target; `run_targets` for several, in parallel. Run sizes follow
+`hmc_lib.scale` (`sizes`).
 """
 
 import dataclasses
@@ -48,10 +48,13 @@ class ToySettings:
       the last training step when `anneal`), as in the reference code's MoG runs.
     loss_scale: λ² of the loss (the reference code's 0.1).
     learning_rate, decay_rate, decay_steps: Adam's rate, × `decay_rate` every `decay_steps`.
-    hmc_step_sizes: HMC's grid. On the Gaussians the largest stable leapfrog step is
-      2σ_min = 0.2 and ESS per step grows with the step until rejections bite, so the grid
-      is dense below 0.2; on the rough well any trajectory longer than about π/2 reaches
-      the estimator's ceiling of one per step.
+    hmc_step_sizes: HMC's grid, which the recorded run (`long_runs.toys`) puts through the
+      gate. On the Gaussians the largest stable leapfrog step is 2σ_min = 0.2 and ESS per
+      step grows with the step until rejections bite, so the grid is dense below 0.2; on
+      the rough well any trajectory longer than about π/2 reaches the estimator's ceiling
+      of one per step.
+    hmc_step_size: HMC's tuned step size, the grid's best converged one (by ESS per step)
+      in the recorded run (`tests/test_l2hmc.py` checks that they agree).
     """
     hidden_units: tuple = (10, 10)
     burn_in_weight: float = 1.0
@@ -62,14 +65,15 @@ class ToySettings:
     decay_rate: float = 0.96
     decay_steps: int = 1000
     hmc_step_sizes: tuple = (0.1, 0.13, 0.15, 0.17, 0.18, 0.19)
+    hmc_step_size: float = 0.19
 
 
 SETTINGS = {
-    "icg50": ToySettings(hidden_units=(100, 100), burn_in_weight=0.0),
-    "scg": ToySettings(burn_in_weight=0.0),
+    "icg50": ToySettings(hidden_units=(100, 100), burn_in_weight=0.0, hmc_step_size=0.17),
+    "scg": ToySettings(burn_in_weight=0.0, hmc_step_size=0.19),
     "mog": ToySettings(initial_temperature=20.0, anneal=True,
-                       hmc_step_sizes=(0.1, 0.2, 0.3, 0.4)),
-    "rough_well": ToySettings(hmc_step_sizes=(0.05, 0.1, 0.15, 0.2, 0.3)),
+                       hmc_step_sizes=(0.1, 0.2, 0.3, 0.4), hmc_step_size=0.2),
+    "rough_well": ToySettings(hmc_step_sizes=(0.05, 0.1, 0.15, 0.2, 0.3), hmc_step_size=0.2),
 }
 
 
@@ -82,14 +86,12 @@ class Sizes:
     chunk_draws: draws between two readings of the convergence gate.
     max_draws: the budget, draws per chain (L2HMC and HMC alike): a run that has not passed
       the gate by then stops, unconverged.
-    pilot_draws: draws per step size of HMC's pilot, which picks the step size.
     """
     train_steps: int
     batch_size: int
     chains: int
     chunk_draws: int
     max_draws: int
-    pilot_draws: int
 
     def budget_grads(self, num_steps=NUM_LEAPFROG_STEPS):
         """The budget in gradient evaluations per chain."""
@@ -108,7 +110,7 @@ def sizes(scale=None, name=None):
     pick = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
     out = dict(train_steps=pick(150, 500, 5000), batch_size=pick(64, 100, 200),
                chains=pick(8, 16, 32), chunk_draws=pick(250, 1000, 2500),
-               max_draws=pick(1000, 8000, 40000), pilot_draws=pick(200, 1000, 2000))
+               max_draws=pick(1000, 8000, 40000))
     if name == "icg50":  # the widest networks: the most expensive training
         out.update(train_steps=pick(150, 600, 5000), batch_size=pick(32, 64, 200))
     if name == "scg":
@@ -217,36 +219,6 @@ def run_l2hmc(trained, seed=None, scale=None, checkpoint=None, target=None, **ov
     return _gated(kernel, target.sample(size.chains, seed=seed + 1), seed + 2, size, checkpoint)
 
 
-def hmc_pilot(name, seed, scale=None, target=None, **overrides):
-    """HMC with `NUM_LEAPFROG_STEPS` at every step size of the grid, `pilot_draws` each, all
-    from exact draws, run as one batch; returns `{step size: (samples, trace)}`."""
-    settings, size, _ = _options(name, scale, overrides)
-    target = target or _target(name)
-    grid = tuple(settings.hmc_step_sizes)
-    n, chains = len(grid), size.chains
-    step = np.repeat(np.asarray(grid, np.float32), chains)[:, None]  # one step size per chain
-    kernel = _KERNELS.get((target,), ("hmc-grid", _reuse.as_key(step)),
-                          lambda: HMC(target, step_size=step,
-                                      num_leapfrog_steps=NUM_LEAPFROG_STEPS))
-    samples, trace = sample(kernel, size.pilot_draws, target.sample(n * chains, seed=seed + 3),
-                            seed=seed + 4)
-    out = {}
-    for i, eps in enumerate(grid):
-        idx = slice(i * chains, (i + 1) * chains)
-        part = {k: (v[:, idx] if isinstance(v, np.ndarray) and v.ndim == 2 else v)
-                for k, v in trace.items() if k not in ("final_state", "final_kernel_results")}
-        part["seconds"] = trace["seconds"] / n  # the grid ran as one batch
-        out[eps] = (samples[:, idx], part)
-    return out
-
-
-def best_step_size(pilot, target):
-    """`(step size, {step size: ESS per step})`: the pilot's step size with the largest ESS
-    per step (`ess_per_step`)."""
-    scores = {eps: ess_per_step(s, target) for eps, (s, _) in pilot.items()}
-    return max(scores, key=scores.get), scores
-
-
 def run_hmc(name, step_size, seed, scale=None, checkpoint=None, target=None, **overrides):
     """HMC at `step_size` from exact draws until the gate passes or the budget is spent;
     returns `Chains`."""
@@ -340,10 +312,7 @@ class SeedRun(NamedTuple):
 
 
 class HMCRun(NamedTuple):
-    """HMC on one target: the pilot over the step-size grid, its scores, the chosen step
-    size and the gated chains at it."""
-    pilot: dict
-    scores: dict
+    """HMC on one target: its step size and the gated chains."""
     step_size: float
     chains: Chains
 
@@ -363,11 +332,10 @@ def run_seed(name, seed, scale=None, **overrides):
 
 
 def run_hmc_baseline(name, seed, scale=None, **overrides):
-    """HMC's pilot, its chosen step size and its gated run on target `name`; `HMCRun`."""
-    target = overrides.get("target") or _target(name)
-    pilot = hmc_pilot(name, seed, scale=scale, **overrides)
-    eps, scores = best_step_size(pilot, target)
-    return HMCRun(pilot, scores, eps, run_hmc(name, eps, seed, scale=scale, **overrides))
+    """HMC at the tuned step size (`ToySettings.hmc_step_size`) through the gate; `HMCRun`."""
+    settings, _, _ = _options(name, scale, overrides)
+    eps = settings.hmc_step_size
+    return HMCRun(eps, run_hmc(name, eps, seed, scale=scale, **overrides))
 
 
 def run_target(name, seeds, scale=None, hmc_seed=None, **overrides):
@@ -428,6 +396,41 @@ def still_improving(history, fraction=0.1):
     esjd = np.asarray(history["esjd"])
     k = max(1, int(len(esjd) * fraction))
     return bool(esjd[-k:].mean() > esjd[-2 * k:-k].mean())
+
+
+def step_size_gradients(target, step_size, num_batches=100, batch_size=100, seed=0,
+                        scale=0.1):
+    """Per-batch gradients of the training loss with respect to log ε at the start of
+    training, where the networks are zero and L2HMC is HMC with `NUM_LEAPFROG_STEPS` steps
+    of size `step_size`: one batch of `batch_size` exact draws per gradient, as in a
+    training step (no burn-in term). Returns a numpy array `[num_batches]`; its mean over
+    its standard deviation is the signal-to-noise ratio that Adam sees for the step size.
+    """
+    import tensorflow as tf
+    from hmc_lib.kernels import metropolis
+    from hmc_lib.l2hmc.dynamics import Dynamics
+    from hmc_lib.l2hmc.kernel import target_value_and_grad
+    from hmc_lib.l2hmc.loss import acceptance_probability, esjd_loss
+    value_and_grad, dim = target_value_and_grad(target)
+    dynamics = Dynamics(dim, num_steps=NUM_LEAPFROG_STEPS, step_size=step_size)
+
+    @tf.function(autograph=False)
+    def gradient(x, seed):
+        s_v, s_d = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        v = tf.random.stateless_normal(tf.shape(x), seed=s_v)
+        d = tf.where(tf.random.stateless_uniform(tf.shape(x)[:1], seed=s_d) < 0.5, -1.0, 1.0)
+        value, grad = value_and_grad(x)
+        with tf.GradientTape() as tape:
+            end = dynamics.trajectory(x, v, d, value_and_grad, value, grad)
+            lar = (end.value - value + metropolis.kinetic_energy(v)
+                   - metropolis.kinetic_energy(end.momentum) + end.log_det_jacobian)
+            loss = esjd_loss(x, end.position, acceptance_probability(lar), scale)
+        return tape.gradient(loss, dynamics.log_step_size)
+
+    seeds = tf.random.experimental.stateless_split(tf.constant([int(seed), 11]), num_batches)
+    draws = target.sample(num_batches * batch_size, seed=int(seed))
+    return np.array([float(gradient(draws[i * batch_size:(i + 1) * batch_size], seeds[i]))
+                     for i in range(num_batches)])
 
 
 # ------------------------------------------------------------------ seeds and processes
@@ -493,10 +496,7 @@ def _target_in_worker(name, seeds, scale, kwargs):
         dyn = (tr.dynamics.config, tr.dynamics.get_weights())
         seed_runs.append(SeedRun(tr._replace(dynamics=dyn, history=history),
                                  _picklable(sr.chains)))
-    pilot = {eps: (s, {k: v for k, v in t.items() if k not in ("final_state",
-                                                                  "final_kernel_results")})
-             for eps, (s, t) in run.hmc.pilot.items()}
-    hmc = run.hmc._replace(pilot=pilot, chains=_picklable(run.hmc.chains))
+    hmc = run.hmc._replace(chains=_picklable(run.hmc.chains))
     return TargetRun(name, name, seed_runs, hmc)
 
 

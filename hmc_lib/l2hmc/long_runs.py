@@ -105,7 +105,22 @@ GAP_VARIANTS = {
     # leapfrog steps reach 2σ_min = 0.63
     "scg_reference": ("scg", dict(variances=(1e2, 1e-1)),
                       dict(hmc_step_sizes=(0.15, 0.3, 0.45, 0.55, 0.6)), True),
+    # the control: the rough well without its roughness, a standard 2-d Gaussian, trained
+    # and sampled exactly as the rough well
+    "gaussian2": ("rough_well", dict(name="gaussian", variance=(1.0, 1.0)),
+                  dict(hmc_step_sizes=(0.1, 0.15, 0.2)), True),
 }
+
+#: the step-size gradient study (`gap`): targets (as above) and step sizes, and the batches
+GRADIENT_TARGETS = {"rough_well": {}, "gaussian2": dict(name="gaussian", variance=(1.0, 1.0))}
+GRADIENT_STEP_SIZES = (0.1, 0.15, 0.2)
+GRADIENT_BATCHES, GRADIENT_BATCH_SIZE = 200, 200
+
+
+def _make_target(name, kw):
+    from hmc_lib import targets
+    kw = dict(kw)
+    return targets.get(kw.pop("name", name), **kw)
 
 
 def gap(workdir, scale="paper"):
@@ -113,15 +128,17 @@ def gap(workdir, scale="paper"):
     size of its grid through the gate and, where asked, L2HMC trained with 3 seeds as in
     `toys`; writes and returns the record `recorded/gap_<scale>.json` (rows: one per HMC
     step size, `kind` "hmc", and one per L2HMC seed, `kind` "l2hmc")."""
-    from hmc_lib import targets
     seeds = toy.training_seeds(scale)
     settings = {key: dict(toy=name, target=kw, overrides=dict(ov), l2hmc=train_it,
                           sizes=dataclasses.asdict(toy.sizes(scale, name)))
                 for key, (name, kw, ov, train_it) in GAP_VARIANTS.items()}
+    settings["step_size_gradients"] = dict(
+        targets=GRADIENT_TARGETS, step_sizes=GRADIENT_STEP_SIZES, batches=GRADIENT_BATCHES,
+        batch_size=GRADIENT_BATCH_SIZE)
     run = records.LongRun("l2hmc_gap", workdir, scale, seeds, settings)
     rows = []
     for key, (name, kw, ov, train_it) in GAP_VARIANTS.items():
-        target = targets.get(name, **kw)
+        target = _make_target(name, kw)
         hmc = run.unit(f"{key}-hmc", lambda ck, name=name, target=target, ov=ov: hmc_unit(
             name, seeds[0], scale, ck, target=target, **ov))
         for eps, r in hmc["grid"].items():
@@ -136,4 +153,17 @@ def gap(workdir, scale="paper"):
                               name, seed, scale, ck, target=target, **ov))
             rows.append(dict(toy.ratio_row(name, l2, keep), variant=key, kind="l2hmc",
                              seed_index=i))
-    return run.write(record_path("gap", scale), rows)
+
+    def gradients(_):
+        out = []
+        for key, kw in GRADIENT_TARGETS.items():
+            for eps in GRADIENT_STEP_SIZES:
+                g = toy.step_size_gradients(_make_target("rough_well", kw), eps,
+                                            GRADIENT_BATCHES, GRADIENT_BATCH_SIZE, seed=seeds[0])
+                out.append(dict(target=key, step_size=eps, mean=float(g.mean()),
+                                sd=float(g.std(ddof=1)), snr=float(g.mean() / g.std(ddof=1)),
+                                batches=int(g.size)))
+        return dict(rows=out)
+
+    grads = run.unit("step-size-gradients", gradients)
+    return run.write(record_path("gap", scale), rows, step_size_gradients=grads["rows"])
