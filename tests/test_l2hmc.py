@@ -228,17 +228,140 @@ def test_multi_seed_summary(monkeypatch):
     from hmc_lib.l2hmc import experiments as toy
     monkeypatch.delenv("HMC_BOOK_SEED", raising=False)
     assert toy.training_seeds("ci") == [0, 10]
-    assert toy.training_seeds("book") == [0, 10, 20]
+    assert toy.training_seeds("book") == toy.training_seeds("paper") == [0, 10, 20]
     monkeypatch.setenv("HMC_BOOK_SEED", "2")
     assert toy.training_seeds("book") == [200006, 200016, 200026]
-    rows = [dict(ratio=r, min_ratio=2 * r, train_seconds=10.0, break_even_ess=b)
-            for r, b in ((0.8, float("inf")), (3.0, 50.0), (1.5, 20.0))]
+    rows = [dict(ratio=r, min_ratio=2 * r, train_seconds=10.0, break_even_ess=b, converged=c)
+            for r, b, c in ((0.8, float("inf"), True), (3.0, 50.0, True), (1.5, 20.0, False))]
     summary = toy.headline_summary({"icg50": rows})["icg50"]
     assert summary["ratio"] == (1.5, 0.8, 3.0)
     assert summary["min_ratio"] == (3.0, 1.6, 6.0)
     assert summary["break_even_ess"] == (50.0, 20.0, float("inf"))
     assert summary["paper_ratio"] == 4.4 and summary["seeds"] == 3
-    with pytest.raises(ValueError, match="jobs"):
-        toy.compare_many([])
+    assert summary["converged"] is False        # one seed's cell did not pass the gate
+    with pytest.raises(ValueError, match="names"):
+        toy.run_targets([])
     with pytest.raises(ValueError, match="processes"):
-        toy.compare_many([("scg", 0)], processes=0)
+        toy.run_targets(["scg"], processes=0)
+    with pytest.raises(ValueError, match="name"):
+        toy.train_toy("banana", 0)
+
+
+def test_ratio_row_needs_both_runs_converged():
+    from hmc_lib.l2hmc import experiments as toy
+    l2 = dict(l2hmc_ess_per_step=0.5, l2hmc_ess_per_step_refcode=0.4,
+              l2hmc_min_ess_per_grad=0.05, l2hmc_ess_per_second=100.0, l2hmc_converged=True,
+              train_seconds=10.0)
+    hmc = dict(hmc_ess_per_step=0.01, hmc_ess_per_step_refcode=0.008,
+               hmc_min_ess_per_grad=0.001, hmc_ess_per_second=1000.0, hmc_converged=True)
+    row = toy.ratio_row("scg", l2, hmc)
+    assert row["ratio"] == pytest.approx(50.0) and row["ratio_refcode"] == pytest.approx(50.0)
+    assert row["min_ratio"] == pytest.approx(50.0) and row["converged"]
+    assert row["break_even_ess"] == float("inf")     # slower per second: never pays
+    assert row["paper_ratio"] == 49.5
+    assert not toy.ratio_row("scg", l2, {**hmc, "hmc_converged": False})["converged"]
+    fast = toy.ratio_row("scg", {**l2, "l2hmc_ess_per_second": 2000.0}, hmc)
+    assert fast["break_even_ess"] == pytest.approx(10.0 / (1 / 1000 - 1 / 2000))
+
+
+def test_the_two_known_moment_ess_estimators():
+    """The paper's description (sum until the autocorrelation first drops below 0.05) and
+    the reference code's rule (zero every lag below 0.05, sum all the others up to n - 2)
+    differ on an antithetic chain, whose autocorrelation alternates: the first stops at lag
+    1 and scores 1, the second sums every even lag. On independent draws the first scores
+    exactly 1; the second at most 1, less when noise at the long lags (averages over few
+    pairs) exceeds the cut-off."""
+    from hmc_lib.l2hmc import experiments as toy
+    target = targets.get("gaussian", variance=[1.0, 4.0])
+    rng = np.random.default_rng(0)
+    n = 500
+    iid = rng.normal(size=(n, 64, 2)) * np.sqrt([1.0, 4.0])
+    assert toy.ess_per_step(iid, target) == 1.0
+    assert toy.ess_per_step_reference_code(iid, target) <= 1.0
+    flip = iid[:1] * (-1.0) ** np.arange(n)[:, None, None]   # x, -x, x, ...
+    assert toy.ess_per_step(flip, target) == 1.0
+    c = np.mean(np.sum(iid[0] ** 2, -1)) / 5.0               # ρ_k = (-1)^k c exactly
+    assert c > 0.05
+    even_lags = len(range(2, n - 1, 2))
+    assert toy.ess_per_step_reference_code(flip, target) == pytest.approx(
+        1.0 / (1.0 + 2.0 * c * even_lags), rel=1e-9)
+
+
+def test_gate_reads_a_thinned_run():
+    from hmc_lib.l2hmc import experiments as toy
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5000, 4, 2))
+    g = toy.gate(x, max_draws=1000)
+    assert g.draws == 1000 and g.chains == 4 and g.converged
+    assert g == diagnostics.convergence(x[::5])
+    assert toy.gate(x[:800], max_draws=1000).draws == 800
+
+
+def test_sizes_and_overrides():
+    from hmc_lib.l2hmc import experiments as toy
+    s = toy.sizes("paper", "scg")
+    assert s.train_steps == 5000 and s.batch_size == 200
+    assert s.budget_grads() == s.max_draws * toy.NUM_LEAPFROG_STEPS
+    settings, size, extra = toy._options("scg", "ci", dict(train_steps=7, loss_scale=1.0,
+                                                           jit_compile=False))
+    assert size.train_steps == 7 and settings.loss_scale == 1.0
+    assert extra == {"jit_compile": False}
+    assert toy.SETTINGS["scg"].loss_scale == 0.1   # the defaults are untouched
+
+
+def test_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch):
+    """A training run killed after a checkpoint and started again ends exactly as a run that
+    was never interrupted (weights, Adam state, chains and history are all restored)."""
+    import sys
+    train_module = sys.modules["hmc_lib.l2hmc.train"]
+    target = targets.get("scg")
+    kw = dict(num_train_steps=12, batch_size=8, num_leapfrog_steps=3, hidden_units=(6,),
+              chunk_size=3, seed=5, jit_compile=False)
+    whole, h_whole = train(target, **kw)
+    path = str(tmp_path / "train.npz")
+    real_save, saves = train_module._save_checkpoint, []
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*args):
+        real_save(*args)
+        saves.append(args[3])
+        if len(saves) == 2:       # killed right after the second checkpoint (6 of 12 steps)
+            raise Killed
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(target, checkpoint=path, checkpoint_seconds=0.0, **kw)
+    monkeypatch.setattr(train_module, "_save_checkpoint", real_save)
+    resumed, h_resumed = train(target, checkpoint=path, checkpoint_seconds=0.0, **kw)
+    assert saves == [1, 2]
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for key in ("loss", "acceptance", "esjd", "step_size"):
+        np.testing.assert_array_equal(h_whole[key], h_resumed[key])
+    np.testing.assert_array_equal(h_whole["final_state"], h_resumed["final_state"])
+    # a finished checkpoint returns the same run without training again
+    again, h_again = train(target, checkpoint=path, **kw)
+    np.testing.assert_array_equal(h_again["loss"], h_whole["loss"])
+    with pytest.raises(ValueError, match="checkpoint"):
+        train(target, checkpoint=path, **{**kw, "seed": 6})
+
+
+def test_rough_well_official_period():
+    """The official code's rough well, cos(x/η²): analytic gradient = autodiff, moments from
+    the quadrature grid agree with the density's (the perturbation averages out: variance
+    within 1e-4 of 1, as for the paper's cos(x/η))."""
+    paper = targets.get("rough_well")
+    official = targets.get("rough_well", period=1e-4)
+    assert paper.name == "rough_well" and official.name == "rough_well_official"
+    x = tf.constant([[0.3, -1.7], [2.2, 0.01]], F64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        lp = official.log_prob(x)
+    np.testing.assert_allclose(tape.gradient(lp, x), official.grad_log_prob(x), rtol=1e-9)
+    assert np.abs(np.asarray(official.grad_log_prob(x)) + x.numpy()).max() > 10  # up to 100
+    np.testing.assert_allclose(official.variance, 1.0, atol=1e-4)
+    np.testing.assert_allclose(paper.variance, official.variance, atol=1e-4)
+    with pytest.raises(ValueError, match="period"):
+        targets.get("rough_well", period=0.0)

@@ -26,6 +26,8 @@ RUNS = {
     "nnghmc-garch": "hmc_lib.nnghmc.long_runs:garch_paper",
     "nnghmc-logreg": "hmc_lib.nnghmc.long_runs:logreg_paper",
     "nnghmc-table4": "hmc_lib.nnghmc.long_runs:table4_paper",
+    "l2hmc_toys": "hmc_lib.l2hmc.long_runs:toys",
+    "l2hmc_gap": "hmc_lib.l2hmc.long_runs:gap",
 }
 
 
