@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 #: run name -> "module:function" (the function writes the record where its chapter reads it)
 RUNS = {
+    "compare_grid": "hmc_lib.compare.record:record",
 }
 
 

@@ -8,7 +8,9 @@ import each other); nothing in the library imports it. Used by `book/09_compare.
   the run sizes;
 - `runner`: `run(scale) -> (records, seconds)`, one `Record` per (method, target) with every
   field (learned ones: the median over training seeds, `aggregate`); `reference`, the
-  break-even reference; `tfp_nuts`, the TFP baseline; `standardised`, the warm-up's preconditioning;
+  break-even reference; `tfp_nuts_kernel`, the TFP baseline; `standardised`, the warm-up's preconditioning;
+- `record`: the recorded long run of the grid (`tools/record.py compare_grid`), which chapter 9
+  renders beside its `book` run;
 - `metrics`: bias in posterior sds, the break-even number of effective draws, and ESS per
   second with training amortised; `worst`, `converged`, `amortised_range` and `winner`, the
   chapter's guidance over training seeds.
@@ -19,9 +21,9 @@ from hmc_lib.compare.grid import METHODS, applies, settings, targets_at
 from hmc_lib.compare.metrics import (amortised_range, amortised_rate, bias, break_even,
                                      converged, winner, worst)
 from hmc_lib.compare.runner import (MEASURES, BIAS_FIELDS, SPREAD, Record, aggregate,
-                                    ground_truth, reference, run, run_target, standardised,
-                                    tfp_nuts)
+                                    ground_truth, reference, run, run_cached, run_target,
+                                    standardised, tfp_nuts_kernel)
 
 __all__ = ["grid", "metrics", "METHODS", "applies", "settings", "targets_at", "amortised_rate",
            "amortised_range", "bias", "break_even", "converged", "winner", "worst", "MEASURES", "BIAS_FIELDS", "SPREAD", "Record", "aggregate",
-           "ground_truth", "reference", "run", "run_target", "standardised", "tfp_nuts"]
+           "ground_truth", "reference", "run", "run_cached", "run_target", "standardised", "tfp_nuts_kernel"]
