@@ -49,16 +49,20 @@ def _unit_dir(run, key):
 def record(workdir, scale="paper", target_names=None, out=None, methods=None):
     """Runs (or resumes) the grid at `scale` and writes its record to `out` (default
     `record_path(scale)`); returns the record. `target_names`, `methods`: subsets (default
-    all; a subset of methods is for tests: the others become n/a rows)."""
+    all; a subset of methods is for tests: the rows are those methods')."""
     names = tuple(grid.targets_at(scale) if target_names is None else target_names)
     seeds = runner.target_seeds(names)
+    # the pseudo-marginal targets (the costliest at the paper's size) run last; rows are
+    # written in `names` order
+    order = sorted(range(len(names)), key=lambda k: names[k] in grid.PM_TARGETS)
     cfg = grid.settings(scale)
     methods = runner.check_methods(methods)
     run = records.LongRun(NAME, workdir, scale, seeds,
                           settings=dict(cfg, targets=list(names), methods=list(methods)))
     out = record_path(scale) if out is None else out
-    rows = []
-    for k, (name, seed) in enumerate(zip(names, seeds)):
+    rows = {}
+    for done_count, k in enumerate(order, start=1):
+        name, seed = names[k], seeds[k]
         applicable = [m for m in methods if grid.applies(m, name)[0]]
         target = runner._load_target(name, cfg)
 
@@ -88,7 +92,8 @@ def record(workdir, scale="paper", target_names=None, out=None, methods=None):
                 per_seed.append({m: runner.Record(**r) for m, r in run.unit(key, learned).items()})
             for m in per_seed[0]:
                 done[m] = [s[m] for s in per_seed]
-        rows += [r._asdict() for r in runner.finish(name, methods, done)]
-        rec = run.write(out, rows, complete=k + 1 == len(names),
-                        targets_done=list(names[:k + 1]))
+        rows[name] = [r._asdict() for r in runner.finish(name, methods, done)]
+        rec = run.write(out, [r for n in names if n in rows for r in rows[n]],
+                        complete=done_count == len(names),
+                        targets_done=[n for n in names if n in rows])
     return rec
