@@ -59,6 +59,58 @@ def test_gym_brownian_nuts_matches_ground_truth(mc_check):
     mc_check(x, t.reference_mean, t.reference_sd ** 2)
 
 
+# ------------------------------------------------------------------ the gate, fast
+
+def _awkward_draws(rng, n, m, dim):
+    """Draws with the features that exercise the ESS and R̂ code paths: a random walk (long
+    autocorrelation), ties (rounded values), an antithetic coordinate (negative lag-1
+    autocorrelation), a chain shifted away from the others, and a constant coordinate."""
+    x = rng.standard_normal((n, m, dim))
+    x[:, :, 0] = np.cumsum(x[:, :, 0], 0) * 0.1
+    x[:, :, 1] = np.round(x[:, :, 1])
+    x[:, :, 2] = x[:, :, 2] * (-1.0) ** np.arange(n)[:, None]
+    x[:, 0, 3] += 3.0
+    return x
+
+
+@pytest.mark.parametrize("n, m", [(4, 2), (5, 3), (7, 4), (64, 2), (301, 8), (1000, 16)])
+def test_convergence_fast_agrees_with_convergence(n, m):
+    """`diagnostics.convergence_fast` (vectorised) gives ArviZ's numbers, those of
+    `diagnostics.convergence`, to rounding: on awkward draws, per coordinate (R̂, bulk and
+    tail ESS), for short runs where ArviZ's Geyer loop does not run, and for long ones."""
+    from hmc_lib import diagnostics as d
+    x = _awkward_draws(np.random.default_rng(n), n, m, 6)
+    fast, slow = d.convergence_fast(x), d.convergence(x)
+    np.testing.assert_allclose(fast[:3], slow[:3], rtol=1e-9)
+    assert fast[3:] == slow[3:]
+    y = np.ascontiguousarray(np.transpose(x, (2, 1, 0)))
+    np.testing.assert_allclose(d._ess_geyer(d._z_scale(d._split_halves(y))),
+                               d.ess(x, method="bulk"), rtol=1e-9)
+    # ranks taken over the split halves: the R̂ of each coordinate, bulk and folded
+    r = np.maximum(d._rhat_plain(d._z_scale(d._split_halves(y))), 0)
+    assert np.all(r <= d.rhat(x) + 1e-12)
+    with pytest.warns(RuntimeWarning, match="never moved"):
+        frozen = x.copy()
+        frozen[:, :, 5] = 1.0
+        assert np.isnan(d.convergence_fast(frozen).rhat_max)
+    assert d.convergence_fast(rng_draws := np.random.default_rng(0).standard_normal(
+        (400, 4, 3))).converged == d.convergence(rng_draws).converged
+
+
+def test_scheduled_gate_reads_at_growing_draw_counts():
+    from hmc_lib.compare import runner
+    assert runner.gate_schedule(100, 1000) == [100, 200, 300, 400, 500, 600, 700, 800, 1000]
+    assert runner.gate_schedule(50, 60) == [50]
+    at = runner.gate_schedule(500, 50_000)
+    assert at[-1] == 50_000 and len(at) < 25 and all(a % 500 == 0 for a in at)
+    assert all(b / a <= 1.25 for a, b in zip(at[3:-1], at[4:-1]))   # overshoot <= 25 %
+    gate = runner.ScheduledGate(runner.Budget(1e5, 1000, 100))
+    x = np.random.default_rng(0).standard_normal((900, 4, 2))
+    skipped = gate(x)
+    assert np.isnan(skipped.rhat_max) and not skipped.converged and skipped.draws == 900
+    assert gate(x[:500]) == __import__("hmc_lib").diagnostics.convergence_fast(x[:500])
+
+
 # ------------------------------------------------------------------ metrics
 
 def test_break_even_and_amortised_rate():
@@ -144,16 +196,22 @@ def test_ci_grid_covers_every_method():
 
 @pytest.fixture(scope="module")
 def ci_rows():
-    records, seconds = compare.run("ci")
+    # shared with chapter 9 at `ci` (`compare.run_cached`: the same library, scale and seed
+    # give the same records, so the suite runs the comparison once)
+    records, seconds, _ = compare.runner.run_cached("ci")
     return bench_compare.to_rows(records, seconds)
 
 
 @pytest.mark.statistical
 def test_compare_ci_every_field_for_every_method(ci_rows):
     """The benchmark at ci scale: one row per (method, target), no missing rows; every
-    applicable row has every measure as a number (no NaN; break-even may be inf, "never");
-    the bias fields are numbers wherever the target has a ground truth, and None with a
-    reason where it has none; n/a rows say why."""
+    applicable row has every measure as a number (no NaN), its gate reading and why it
+    stopped, and is marked converged exactly when its gate reading passes (R̂ <= 1.01, bulk
+    and tail ESS >= 100); break-even is a number (inf: "never") against a converged
+    untrained reference, or None with a note where none converged; the bias fields are
+    numbers wherever the target has a ground truth, and None with a reason where it has
+    none; n/a rows say why."""
+    from hmc_lib import diagnostics
     names = grid.targets_at("ci")
     assert [(r["method"], r["target"]) for r in ci_rows] == \
         [(m, n) for n in names for m in grid.METHODS]
@@ -161,16 +219,31 @@ def test_compare_ci_every_field_for_every_method(ci_rows):
         assert all(f in r for f in FIELDS)
         assert r["total_seconds"] > 0
         if not r["applicable"]:
-            assert r["reason"] and r["ess_min"] is None
+            assert r["reason"] and r["ess_min"] is None and r["converged"] is None
             continue
         for f in compare.MEASURES:
             v = r[f]
-            assert isinstance(v, float) and not math.isnan(v), (r["method"], r["target"], f, v)
-            if f != "break_even_ess":
-                assert math.isfinite(v), (r["method"], r["target"], f, v)
+            assert isinstance(v, float) and math.isfinite(v), (r["method"], r["target"], f, v)
         assert 0.0 <= r["acceptance"] <= 1.0
+        assert r["ess_min"] == r["ess_bulk_min"]
         assert r["ess_min"] > 0 and r["ess_per_grad"] > 0 and r["ess_per_second"] > 0
-        assert r["reference_method"] in grid.UNTRAINED + grid.PSEUDO_MARGINAL
+        stops = r["stopped"].split("/")
+        assert set(stops) <= {"converged", "max_draws", "max_grad_evals"}
+        if r["method"] not in grid.LEARNED:
+            gate = (r["rhat_max"] <= diagnostics.RHAT_MAX and r["ess_bulk_min"] >= 100
+                    and r["ess_tail_min"] >= 100)
+            assert r["converged"] == gate
+            assert r["converged"] or stops != ["converged"]
+            assert r["draws"] <= r["budget_draws"]
+        else:   # stopped by the gate at every seed: converged at every seed
+            assert r["converged"] or set(stops) != {"converged"}
+            assert r["training_seeds"] == grid.settings("ci")["training_seeds"]
+        if r["reference_method"]:
+            assert r["reference_method"] in grid.UNTRAINED + grid.PSEUDO_MARGINAL
+            assert isinstance(r["break_even_ess"], float) and not math.isnan(r["break_even_ess"])
+        else:
+            assert "no untrained method" in r["reference_note"]
+            assert r["break_even_ess"] == (None if r["method"] in grid.LEARNED else 0.0)
         has_truth = r["target"] not in grid.PM_TARGETS and \
             compare.ground_truth(targets.get(r["target"]))[1] is not None
         for f in compare.BIAS_FIELDS:
@@ -181,18 +254,38 @@ def test_compare_ci_every_field_for_every_method(ci_rows):
         if r["method"] in grid.LEARNED:
             assert r["train_seconds"] > 0 and r["train_grad_evals"] > 0
         else:
-            assert r["train_seconds"] == 0 and r["break_even_ess"] == 0
+            assert r["train_seconds"] == 0
+            assert r["break_even_ess"] in (0.0, None)
+
+
+def test_run_cached_reads_back_what_it_stored(tmp_path, monkeypatch):
+    """`run_cached` runs once per key and returns the stored records after; a change of the
+    library (its hash) or of the seed offset is a new key."""
+    from hmc_lib.compare import runner
+    calls = []
+    fake = [compare.Record("hmc", "banana", "HMC", False, "n/a")]
+    monkeypatch.setattr(runner, "run", lambda scale, workers=None: calls.append(scale)
+                        or (fake, 1.5))
+    first = runner.run_cached("ci", tmp_path)
+    again = runner.run_cached("ci", tmp_path)
+    assert calls == ["ci"] and first == (fake, 1.5, False) and again == (fake, 1.5, True)
+    monkeypatch.setenv("HMC_BOOK_SEED", "3")
+    assert runner.run_cached("ci", tmp_path)[2] is False and calls == ["ci", "ci"]
+    monkeypatch.setattr(runner, "_library_key", lambda: "other")
+    assert runner.run_cached("ci", tmp_path)[2] is False and len(calls) == 3
 
 
 # ------------------------------------------------------------------ seeds and reference
 
-def _rec(method, **kw):
-    base = dict(acceptance=0.8, ess_min=100.0, ess_median=150.0, rhat_max=1.0,
+def _rec(method, target="banana", **kw):
+    base = dict(acceptance=0.8, ess_min=150.0, ess_median=150.0, rhat_max=1.0,
+                ess_bulk_min=150.0, ess_tail_min=120.0, converged=True,
                 ess_per_grad=1e-3, ess_per_second=50.0, grad_evals=1e5, sample_grad_evals=1e5,
                 train_grad_evals=0.0, warmup_grad_evals=1e4, seconds=2.0, train_seconds=0.0,
-                warmup_seconds=1.0, break_even_ess=0.0, step_size=0.1)
+                warmup_seconds=1.0, break_even_ess=0.0, step_size=0.1, stopped="converged",
+                divergences=0, draws=500)
     base.update(kw)
-    return compare.Record(method, "banana", grid.METHODS[method], True, "", **base)
+    return compare.Record(method, target, grid.METHODS[method], True, "", **base)
 
 
 def test_aggregate_takes_medians_and_ranges_over_training_seeds():
@@ -200,7 +293,7 @@ def test_aggregate_takes_medians_and_ranges_over_training_seeds():
              for v, t, b, n in ((10.0, 3.0, math.inf, "a"), (30.0, 1.0, 200.0, "a"),
                                 (20.0, 2.0, 500.0, "b"))]
     r = compare.aggregate(seeds)
-    assert r.training_seeds == 3
+    assert r.training_seeds == 3 and r.converged and r.stopped == "converged"
     assert r.ess_per_second == 20.0 and r.train_seconds == 2.0 and r.break_even_ess == 500.0
     assert r.spread["ess_per_second"] == [10.0, 30.0]
     assert r.spread["break_even_ess"] == [200.0, math.inf]
@@ -209,6 +302,11 @@ def test_aggregate_takes_medians_and_ranges_over_training_seeds():
     assert set(r.spread) == set(compare.SPREAD)
     one = _rec("nuts")
     assert compare.aggregate([one]) is one and one.training_seeds == 0
+    # one seed that did not converge makes the cell unconverged, and says why it stopped
+    mixed = compare.aggregate([_rec("l2hmc"), _rec("l2hmc", converged=False, rhat_max=1.05,
+                                                    stopped="max_draws")])
+    assert not mixed.converged and mixed.stopped == "converged/max_draws"
+    assert mixed.spread["rhat_max"] == [1.0, 1.05]
     with pytest.raises(ValueError, match="records"):
         compare.aggregate([])
     with pytest.raises(ValueError, match="one method"):
@@ -218,33 +316,52 @@ def test_aggregate_takes_medians_and_ranges_over_training_seeds():
 
 
 def test_break_even_reference_is_the_fastest_converged_untrained_method():
-    fast_stuck = _rec("hmc", ess_per_second=500.0, rhat_max=1.5)
-    slow_ok = _rec("nuts", ess_per_second=40.0, rhat_max=1.01)
+    fast_stuck = _rec("hmc", ess_per_second=500.0, rhat_max=1.05, converged=False)
+    slow_ok = _rec("nuts", ess_per_second=40.0)
     learned = _rec("l2hmc", ess_per_second=1000.0, train_seconds=1.0)
     ref, note = compare.reference([fast_stuck, slow_ok, learned])
     assert ref is slow_ok and note == ""
-    ref, note = compare.reference([fast_stuck, _rec("nuts", ess_per_second=40.0, rhat_max=1.2)])
-    assert ref is fast_stuck and "no untrained method converged" in note
+    # no converged untrained cell: no reference, hence no break-even for anyone
+    ref, note = compare.reference([fast_stuck, _rec("nuts", converged=False)])
+    assert ref is None and "no untrained method passed" in note
+    cells = compare.runner.with_break_even({"hmc": [fast_stuck], "l2hmc": [learned]})
+    assert cells["l2hmc"][0].break_even_ess is None and cells["l2hmc"][0].reference_method == ""
+    cells = compare.runner.with_break_even({"nuts": [slow_ok], "l2hmc": [learned]})
+    assert cells["l2hmc"][0].break_even_ess == pytest.approx(1.0 / (1 / 40.0 - 1 / 1000.0))
     assert compare.reference([learned]) == (None, "")
+
+
+def test_paired_takes_only_targets_where_both_cells_converged():
+    rows = [_rec("nuts", "a"), _rec("tfp_nuts", "a"),
+            _rec("nuts", "b"), _rec("tfp_nuts", "b", converged=False),
+            _rec("nuts", "c")]
+    pairs = metrics.paired(rows, "nuts", "tfp_nuts", "ess_per_second")
+    assert list(pairs) == ["a"] and pairs["a"] == (rows[0], rows[1])
+    as_dicts = metrics.paired([r._asdict() for r in rows], "nuts", "tfp_nuts", "ess_min")
+    assert list(as_dicts) == ["a"]
+    with pytest.raises(ValueError, match="field"):
+        metrics.paired(rows, "nuts", "tfp_nuts", "speed")
 
 
 def test_guidance_holds_for_every_training_seed():
     """`worst`, `converged`, `amortised_range` and `winner` on hand-made cells, as Records and
     as the dicts chapter 9 reads back from JSON."""
     learned = compare.aggregate([
-        _rec("l2hmc", ess_per_second=e, train_seconds=t, rhat_max=r)
-        for e, t, r in ((100.0, 4.0, 1.02), (300.0, 2.0, 1.05), (200.0, 3.0, 1.2))])
+        _rec("l2hmc", ess_per_second=e, train_seconds=t, rhat_max=r, converged=c)
+        for e, t, r, c in ((100.0, 4.0, 1.0, True), (300.0, 2.0, 1.005, True),
+                           (200.0, 3.0, 1.2, False))])
     fast = compare.aggregate([_rec("l2hmc", ess_per_second=e, train_seconds=1.0)
                               for e in (90.0, 95.0, 100.0)])
     nuts = _rec("nuts", ess_per_second=60.0)
-    stuck = _rec("hmc", ess_per_second=1e4, rhat_max=1.3)
+    stuck = _rec("hmc", ess_per_second=1e4, rhat_max=1.3, converged=False)
     for cell in (learned, learned._asdict()):
         assert compare.worst(cell, "rhat_max") == 1.2          # the worst seed's R̂
         assert compare.worst(cell, "ess_per_second", high=False) == 100.0
     assert compare.worst(nuts, "rhat_max") == nuts.rhat_max
-    # converged only if every seed converged (the median R̂ 1.05 would pass)
+    # converged only if every seed converged (the median seed's R̂ 1.005 would pass)
     not_run = compare.Record("tfp_nuts", "banana", "TFP", False, "n/a")
     assert compare.converged([learned, nuts, stuck, not_run]) == [nuts]
+    learned = learned._replace(converged=True)
     # amortised over n effective draws: n / (train + n / rate)
     lo, mid, hi = compare.amortised_range(learned, 600.0)
     assert (lo, mid, hi) == (600.0 / (4.0 + 6.0), 600.0 / (3.0 + 3.0), 600.0 / (2.0 + 2.0))
@@ -312,14 +429,90 @@ def test_learned_kernels_are_reused_across_training_seeds_with_each_seeds_weight
     methods = ["l2hmc", "hnn_hmc"]
     strip = lambda recs: {m: [{k: v for k, v in r._asdict().items() if "second" not in k}
                               for r in rs] for m, rs in recs.items()}
+
+    def learned_runs():
+        p = runner.prepare("banana", target, cfg, 1000)
+        seeds = [runner.learned_cells(p, cfg, methods, runner.training_seed(1000, k))
+                 for k in range(cfg["training_seeds"])]
+        return {m: [s[m] for s in seeds] for m in methods}
+
     shared = runner._KERNELS
     shared.clear()
     hits = shared.hits
-    reused = strip(runner._run_standard("banana", target, cfg, methods, 1000))
+    reused = strip(learned_runs())
     assert shared.hits - hits == (cfg["training_seeds"] - 1) * len(methods)
     monkeypatch.setattr(runner, "_KERNELS", _FreshCache(maxsize=1))
-    fresh = strip(runner._run_standard("banana", target, cfg, methods, 1000))
+    fresh = strip(learned_runs())
     assert runner._KERNELS.hits == 0
     assert reused == fresh
     for m in methods:   # the seeds really differ
         assert reused[m][0]["ess_min"] != reused[m][1]["ess_min"]
+
+
+def test_warm_up_is_repeated_at_the_retry_acceptance_after_a_divergent_probe(monkeypatch):
+    """`prepare`: the probe after the warm-up decides. With a divergent transition in it the
+    warm-up runs again at `retry_accept` (and HMC's warm-up aims at that too); without,
+    the first warm-up stands."""
+    from hmc_lib.compare import runner
+    cfg = grid.settings("ci")
+    target = targets.get("banana")
+    real_sample, real_warmup = runner.sample, runner.warmup
+    for diverge in (True, False):
+        aims = []
+
+        def warmup(*args, target_accept, **kw):
+            aims.append(target_accept)
+            return real_warmup(*args, target_accept=target_accept, **kw)
+
+        def sample(*args, **kw):
+            x, tr = real_sample(*args, **kw)
+            tr["is_divergent"] = np.full_like(tr["is_divergent"], diverge)
+            return x, tr
+
+        monkeypatch.setattr(runner, "warmup", warmup)
+        monkeypatch.setattr(runner, "sample", sample)
+        p = runner.prepare("banana", target, cfg, 1000)
+        if diverge:
+            assert aims == [cfg["target_accept"], cfg["retry_accept"], cfg["retry_accept"]]
+            assert p.target_accept == cfg["retry_accept"] and "warmed up again" in p.note
+        else:
+            assert aims == [cfg["target_accept"]] * 2
+            assert p.target_accept == cfg["target_accept"] and p.note == ""
+
+
+def test_recorded_grid_resumes_unit_by_unit(tmp_path, monkeypatch):
+    """`compare.record.record`: a run interrupted in a training seed's unit, started again,
+    reads back the finished units (it does not run them again: the untrained cells and the
+    first seed's are those the first attempt stored) and runs the rest; the record carries
+    its provenance and says it is complete. (Resuming inside a unit is `sample_until`'s
+    checkpoint, tested with the kill -9 test of `hmc_lib.records`.)"""
+    import json
+    from hmc_lib import records as records_mod
+    from hmc_lib.compare import record, runner
+    kw = dict(scale="ci", target_names=("mog",), methods=("nuts", "l2hmc"))
+    seed = runner.target_seeds(("mog",))[0]
+    real = runner.learned_cells
+
+    def interrupted(p, cfg, methods, s, checkpoints=None):
+        if s == runner.training_seed(seed, 1):
+            raise KeyboardInterrupt("killed")
+        return real(p, cfg, methods, s, checkpoints)
+
+    work, out = tmp_path / "work", tmp_path / "grid.json"
+    monkeypatch.setattr(runner, "learned_cells", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        record.record(work, out=out, **kw)
+    assert not out.exists()
+    stored = {u: json.loads((work / "units" / f"{u}.json").read_text())["result"]
+              for u in ("mog", "mog-seed0")}
+    monkeypatch.setattr(runner, "learned_cells", real)
+    monkeypatch.setattr(runner, "untrained_cells", lambda *a, **k: pytest.fail("re-ran"))
+    rec = record.record(work, out=out, **kw)
+    assert records_mod.load(out)["complete"] is True and rec["targets_done"] == ["mog"]
+    assert [u["key"] for u in rec["units"]] == ["mog"] + [
+        f"mog-seed{k}" for k in range(grid.settings("ci")["training_seeds"])]
+    rows = {r.method: r for r in record.rows_of(rec)}
+    assert list(rows) == ["nuts", "l2hmc"] and rows["l2hmc"].training_seeds == 2
+    assert rows["nuts"].ess_bulk_min == stored["mog"]["nuts"]["ess_bulk_min"]
+    # two seeds: the range's ends are the seeds' values, seed 0's the stored one
+    assert stored["mog-seed0"]["l2hmc"]["ess_bulk_min"] in rows["l2hmc"].spread["ess_bulk_min"]

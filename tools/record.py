@@ -28,6 +28,7 @@ RUNS = {
     "nnghmc-table4": "hmc_lib.nnghmc.long_runs:table4_paper",
     "l2hmc_toys": "hmc_lib.l2hmc.long_runs:toys",
     "l2hmc_gap": "hmc_lib.l2hmc.long_runs:gap",
+    "compare_grid": "hmc_lib.compare.record:record",
 }
 
 
