@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 #: run name -> "module:function" (the function writes the record where its chapter reads it)
 RUNS = {
+    "hnn_goal": "hmc_lib.hnn.long_runs:record_goal",
+    "hnn_glmm": "hmc_lib.hnn.long_runs:record_glmm",
 }
 
 
