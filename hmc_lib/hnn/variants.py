@@ -151,6 +151,18 @@ def _hnn_field(hnn, split):
     return field
 
 
+def leapfrog(hnn, q, p, step_size, num_steps):
+    """`num_steps` leapfrog steps of a separable HNN's dynamics (field −∇Ũ, unit mass) from
+    `(q, p)` `[n, dim]` each, unrolled so that method 5's loss can be differentiated through
+    them; returns `(q, p)`."""
+    h = step_size
+    p = p + 0.5 * h * hnn.field(q)
+    for i in range(int(num_steps)):
+        q = q + h * p
+        p = p + (h if i < int(num_steps) - 1 else 0.5 * h) * hnn.field(q)
+    return q, p
+
+
 def fit(key, data, settings=TrainSettings(), seed=0):
     """Trains Chen's variant `key` (`KEYS`) on `data` (`hmc_lib.hnn.data.PMStates`, the
     training paths); returns `Fitted`."""
@@ -211,12 +223,7 @@ def fit(key, data, settings=TrainSettings(), seed=0):
     wp = 1.0 / np.mean(np.sum((end_p - start_p) ** 2, -1))
 
     def loss(q0, p0, q1, p1):
-        q, p = q0, p0
-        p = p + 0.5 * h * hnn.field(q)
-        for i in range(k):
-            q = q + h * p
-            f = hnn.field(q)
-            p = p + (h if i < k - 1 else 0.5 * h) * f
+        q, p = leapfrog(hnn, q0, p0, h, k)
         return (wq * tf.reduce_mean(tf.reduce_sum(tf.square(q - q1), -1))
                 + wp * tf.reduce_mean(tf.reduce_sum(tf.square(p - p1), -1)))
 
