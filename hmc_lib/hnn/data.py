@@ -83,13 +83,11 @@ def _pm_path(target, h, num_steps, full=False):
 
     @tf.function(jit_compile=True)
     def trajectory(theta, u, rho, p):
-        state = PMState(theta, rho, u, p, *vg(theta, u))
-        states = []
-        for _ in range(num_steps):
-            state = pm_trajectory(state, vg, h, 1)
-            states.append(state)
-        stack = lambda name: tf.stack([getattr(s, name) for s in states], 1)
-        out = (state.theta, state.u, stack("theta"), stack("rho"), stack("grad_theta"))
+        # a loop, not unrolled (an unrolled trajectory of a large u took minutes to compile)
+        path = tf.scan(lambda state, _: pm_trajectory(state, vg, h, 1), tf.range(num_steps),
+                       initializer=PMState(theta, rho, u, p, *vg(theta, u)))
+        stack = lambda name: tf.experimental.numpy.swapaxes(getattr(path, name), 0, 1)
+        out = (path.theta[-1], path.u[-1], stack("theta"), stack("rho"), stack("grad_theta"))
         if full:
             out += (stack("u"), stack("p"), stack("grad_u"), stack("value"))
         return out
