@@ -92,7 +92,9 @@ class _Workspace:
             "value_gradient": lambda *b: value_gradient_loss_fn(hnn, *b, weights=weights),
         }[loss]
 
-        @tf.function(jit_compile=True)
+        # reduce_retracing: data sets of other sizes (training seeds, held-out splits) reuse
+        # the traced function instead of tracing it again (and warning about it)
+        @tf.function(jit_compile=True, reduce_retracing=True)
         def steps(indices, *arrays):
             """Adam steps, one per row of `indices` `[k, batch]` (int32); the k mini-batch
             losses `[k]`. One compiled call runs the k steps (`tf.while_loop`), so the
@@ -112,7 +114,7 @@ class _Workspace:
             return losses.stack()
 
         self.steps = steps
-        self.evaluate = tf.function(objective)
+        self.evaluate = tf.function(objective, reduce_retracing=True)
 
     def reset(self, hnn):
         _reuse.copy_weights(hnn, self.hnn)
