@@ -666,6 +666,58 @@ def test_goal_verdict_names_the_targets_that_meet_the_goal_for_every_seed():
     assert goal_verdict({"a": [3.0]}, goal=2.0) == "on a"
     with pytest.raises(ValueError, match="`ratios`"):
         goal_verdict({})
+    # targets whose cells did not pass the gate get no verdict, whatever their ratios
+    ok = {"a": True, "b": False, "c": True}
+    assert (goal_verdict({"a": [12], "b": [50], "c": [3]}, converged=ok)
+            == "on a but not on c; no verdict on b (not converged)")
+    assert (goal_verdict({"a": [12], "b": [50]}, converged={"a": False, "b": False})
+            == "on no target that passed the convergence gate; no verdict on a and b "
+               "(not converged)")
+    with pytest.raises(ValueError, match="converged"):
+        goal_verdict({"a": [12]}, converged={})
+
+
+def test_ratio_table_divides_by_the_baseline_and_needs_both_cells_converged():
+    import pandas as pd
+    rows = [dict(target="t", method="nuts", seed=10, ess_per_grad=0.01, ess_per_potential=0.02,
+                 rhat_max=1.0, ess_bulk_min=900, ess_tail_min=800, converged=True),
+            dict(target="t", method="hnn_nuts_exact", seed=0, ess_per_grad=0.1,
+                 ess_per_sample_grad=0.4, ess_per_potential=0.01, hnn_fraction=0.9,
+                 fallback_rate=0.1, fallback_rejected=0.5, rhat_max=1.005, ess_bulk_min=500,
+                 ess_tail_min=400, converged=True),
+            dict(target="t", method="hnn_nuts_exact", seed=1, ess_per_grad=0.05,
+                 ess_per_sample_grad=0.2, ess_per_potential=0.02, hnn_fraction=0.8,
+                 fallback_rate=0.2, fallback_rejected=0.4, rhat_max=1.2, ess_bulk_min=20,
+                 ess_tail_min=30, converged=False)]
+    t = experiments.ratio_table(pd.DataFrame(rows), "hnn_nuts_exact")
+    np.testing.assert_allclose(t.ratio.values, [10.0, 5.0])
+    np.testing.assert_allclose(t.sampling.values, [40.0, 20.0])
+    np.testing.assert_allclose(t.potential.values, [0.5, 1.0])
+    assert list(t.converged) == [True, False]
+    rows[0]["converged"] = False                  # the baseline fails: no cell stands
+    t = experiments.ratio_table(pd.DataFrame(rows), "hnn_nuts_exact")
+    assert not t.converged.any()
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("name", experiments.TARGETS)
+def test_uniform_scores_of_exact_draws_pass_the_moment_check(name):
+    """`to_uniform` is each coordinate's conditional CDF: exact draws give U(0, 1) scores,
+    so `moment_fields`' score check passes (fails with probability 2e-5), and a wrong map
+    (the marginal of the first coordinate reused for the others) fails."""
+    t = experiments.get(name)
+    x = np.asarray(t.sample(16 * 400, scale.seed(31), tf.float64)).reshape(400, 16, -1)
+    fields = experiments.moment_fields(name, x)
+    assert fields["score_z"] < fields["score_bound"]
+    u = experiments.to_uniform(name, x)
+    assert u.shape == x.shape and np.all((u >= 0) & (u <= 1))
+    if x.shape[-1] > 1:       # the scores are not those of a shifted target
+        shifted = experiments.to_uniform(name, x + 0.5 * np.sqrt(t.variance))
+        check = diagnostics.check_moments(shifted, np.full(x.shape[-1], 0.5),
+                                          np.full(x.shape[-1], 1.0 / 12.0))
+        assert not check.passed
+    with pytest.raises(ValueError, match="name"):
+        experiments.to_uniform("nope", x)
 
 
 def test_training_in_blocks_runs_the_same_steps_as_one_block():
@@ -687,3 +739,89 @@ def test_training_in_blocks_runs_the_same_steps_as_one_block():
     q = tf.constant(held_out.q, tf.float32)
     np.testing.assert_allclose(runs[0].hnn.field(q), runs[1].hnn.field(q), rtol=1e-5,
                                atol=1e-6)
+
+
+# --- Chen's five methods ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pm_states(gre):
+    from hmc_lib.hnn.data import collect_pm_states
+    theta = tf.constant(np.tile(gre.posterior_mean, (4, 1)), tf.float64)
+    u = tf.random.stateless_normal([4, *gre.u_shape], [5, 1], dtype=tf.float64)
+    return collect_pm_states(gre, theta, u, num_trajectories=3, num_steps=8, step_size=0.05,
+                             seed=7)
+
+
+def test_collect_pm_states_keeps_the_whole_state_and_its_gradients(gre, pm_states):
+    d = pm_states
+    assert d.theta.shape == (12, 8, 2) and d.u.shape == (12, 8, *gre.u_shape)
+    assert d.grad_evals == 4 * 3 * 9 and d.step_size == 0.05
+    value, g_theta, g_u = gre.value_and_grad(tf.constant(d.points("theta")),
+                                             tf.constant(d.points("u")))
+    np.testing.assert_allclose(d.points("log_joint"), value, rtol=1e-10)
+    np.testing.assert_allclose(d.points("grad_theta"), g_theta, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(d.points("grad_u"), g_u, rtol=1e-8, atol=1e-10)
+    # consecutive points are one Strang step apart (to round-off: the data's steps are
+    # XLA-compiled, these eager)
+    from hmc_lib.integrators import PMState, pm_trajectory
+    s0 = PMState(*(tf.constant(getattr(d, f)[:, 0]) for f in ("theta", "rho", "u", "p")),
+                 tf.constant(d.log_joint[:, 0]), tf.constant(d.grad_theta[:, 0]),
+                 tf.constant(d.grad_u[:, 0]))
+    s1 = pm_trajectory(s0, gre.value_and_grad, 0.05, 1)
+    np.testing.assert_allclose(s1.theta, d.theta[:, 1], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(s1.p, d.p[:, 1], rtol=1e-6, atol=1e-8)
+    train_data, held_out = d.split(0.25, seed=0)
+    assert held_out.theta.shape[0] == 3 and train_data.theta.shape[0] == 9
+
+
+def test_trajectory_matching_integrates_the_networks_leapfrog():
+    """Method 5's loss differentiates through `variants.leapfrog`: the library's leapfrog
+    with the network's field."""
+    from hmc_lib import integrators
+    from hmc_lib.hnn import variants
+    net = _net("separable")
+    q, p = _start()
+    q1, p1 = variants.leapfrog(net, q, p, 0.1, 5)
+    q2, p2 = integrators.leapfrog(q, p, net.field, 0.1, 5)
+    np.testing.assert_allclose(q1, q2, rtol=1e-12)
+    np.testing.assert_allclose(p1, p2, rtol=1e-12)
+
+
+def test_every_chen_method_trains_and_is_judged_on_held_out_paths(pm_states):
+    from hmc_lib.hnn import variants
+    train_data, held_out = pm_states.split(0.25, seed=0)
+    cfg = variants.TrainSettings(hidden=(8, 8), num_steps=20, batch_size=16, match_steps=2)
+    widths = {}
+    for key in variants.KEYS:
+        fitted = variants.fit(key, train_data, cfg, seed=0)
+        pts = [held_out.points(f) for f in ("theta", "rho", "u", "p")]
+        field = fitted.field(*pts)
+        assert field.shape == pts[0].shape and np.all(np.isfinite(field))
+        assert np.all(np.isfinite(fitted.history))
+        err = variants.evaluate(fitted, train_data, held_out, -held_out.points("grad_theta"))
+        assert err["marginal_error"] == pytest.approx(err["held_out_error"])
+        widths[key] = fitted.inputs
+    u_size = int(np.prod(pm_states.u.shape[2:]))
+    assert widths == {"1": 2 * (2 + u_size), "2": 2 + u_size, "3": 2, "4": 4, "4s": 2, "5": 2}
+    with pytest.raises(ValueError, match="key"):
+        variants.fit("6", train_data, cfg)
+    assert variants.relative_error([[1.0, 0.0]], [[2.0, 0.0]]) == pytest.approx(0.5)
+
+
+def test_trained_network_of_a_long_run_is_loaded_back_not_retrained(tmp_path):
+    from hmc_lib import records
+    from hmc_lib.hnn import long_runs
+    from hmc_lib.hnn.train import TrainResult
+    calls = []
+
+    def fake_train():
+        calls.append(1)
+        return TrainResult(_net("separable", seed=4), {}, 1.5, 42)
+
+    run = records.LongRun("t", tmp_path, "ci", [0], {})
+    first = long_runs.trained(run, "net0", fake_train)
+    again = long_runs.trained(records.LongRun("t", tmp_path, "ci", [0], {}), "net0",
+                              fake_train)
+    assert calls == [1] and again.grad_evals == 42 and again.seconds == 1.5
+    q = tf.constant([[0.3, -0.2]], tf.float64)
+    np.testing.assert_allclose(again.hnn.field(q), first.hnn.field(q), rtol=1e-6)

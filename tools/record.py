@@ -29,6 +29,8 @@ RUNS = {
     "l2hmc_toys": "hmc_lib.l2hmc.long_runs:toys",
     "l2hmc_gap": "hmc_lib.l2hmc.long_runs:gap",
     "compare_grid": "hmc_lib.compare.record:record",
+    "hnn_goal": "hmc_lib.hnn.long_runs:record_goal",
+    "hnn_glmm": "hmc_lib.hnn.long_runs:record_glmm",
 }
 
 
