@@ -102,6 +102,20 @@ def test_a_record_carries_its_provenance(tmp_path):
         records.load(tmp_path / "bad.json")
 
 
+def test_a_record_at_a_smaller_scale_is_a_rehearsal_that_feeds_no_verdict(tmp_path):
+    run = records.LongRun("r", tmp_path / "w", "ci", [0], {"n": 1})
+    rows = [{"converged": True, "grid": {"0.1": {"hmc_converged": True, "ess": 5.0}}}]
+    run.write(tmp_path / "rec.json", rows=rows)
+    same = records.load(tmp_path / "rec.json", scale="ci")
+    assert same["rows"] == rows and records.rehearsal_note(same) == ""
+    assert records.long_text(same, "3.1") == "3.1"
+    rehearsal = records.load(tmp_path / "rec.json", scale="paper")
+    assert rehearsal["rehearsal"] and rehearsal["rows"] == [
+        {"converged": False, "grid": {"0.1": {"hmc_converged": False, "ess": 5.0}}}]
+    assert "rehearsal at ci scale" in records.rehearsal_note(rehearsal, "python tools/record.py r")
+    assert records.long_text(rehearsal, "3.1") == "not recorded (ci rehearsal only)"
+
+
 def test_tree_checkpoints_round_trip(tmp_path):
     tree = {"w": [np.arange(3.0), np.ones((2, 2), np.float32)], "step": np.int64(7)}
     path = records.save_tree(tmp_path / "t.npz", tree)

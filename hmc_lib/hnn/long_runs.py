@@ -128,6 +128,7 @@ def record_glmm(workdir, scale, out=GLMM):
     return run.write(out, rows)
 
 
-def load(path):
-    """A recorded run (`records.load`), or None when it has not been recorded."""
-    return records.load(path) if os.path.exists(path) else None
+def load(path, scale="paper"):
+    """A recorded run (`records.load`; one recorded at a smaller scale than `scale` comes
+    back as a rehearsal, its cells unconverged), or None when it has not been recorded."""
+    return records.load(path, scale=scale) if os.path.exists(path) else None
