@@ -73,3 +73,13 @@ def test_every_glued_verdict_in_the_chapters_goes_through_the_gate():
     offenders = [(p.name, m.group(1)) for p in chapters
                  for m in plain.finditer(p.read_text(encoding="utf-8"))]
     assert not offenders, f"verdicts glued without the gate: {offenders}"
+
+
+def test_nothing_cites_a_file_outside_this_repository():
+    """Docstrings and chapters cite the papers and the book's chapters, never the project's
+    private spec (`PAPERS.md`, which a reader of the repository does not have)."""
+    root = pathlib.Path(__file__).parent.parent
+    files = [*root.glob("hmc_lib/**/*.py"), *root.glob("book/*.md"), *root.glob("tools/*.py")]
+    offenders = [str(p.relative_to(root)) for p in files
+                 if "PAPERS" + ".md" in p.read_text(encoding="utf-8")]
+    assert not offenders, f"cite PAPERS.md: {offenders}"

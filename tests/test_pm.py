@@ -1,4 +1,4 @@
-"""Pseudo-marginal targets, the Strang splitting, PM-HMC and PM-NUTS (PAPERS.md §3.1-3.2, 3.5)."""
+"""Pseudo-marginal targets, the Strang splitting, PM-HMC and PM-NUTS (chapter 4)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests of the term-premium target (PAPERS.md §3.6): simulator, exact Euler–Maruyama
+"""Tests of the term-premium target (chapter 8): simulator, exact Euler–Maruyama
 likelihood against an independent joint-Gaussian computation, gradient, bad input, and
 recovery of known parameters."""
 

@@ -1,4 +1,4 @@
-"""Benchmark: PM-HMC and PM-NUTS on the GLMM (PAPERS.md §3.1-3.2), at the sizes of chapter 4.
+"""Benchmark: PM-HMC and PM-NUTS on the GLMM (chapter 4), at the sizes of chapter 4.
 
 The data, the start, the warm-up and the run lengths are chapter 4's (`hmc_lib.pm.experiments`:
 Z ~ N(0, I) as Chen draws it, Chen's initial state, Stan's warm-up for PM-HMC, PM-NUTS with

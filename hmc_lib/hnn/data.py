@@ -1,6 +1,6 @@
 """Training data for an HNN: chained leapfrog trajectories of the true Hamiltonian.
 
-Following Dhulipala et al. (2023) (PAPERS.md §3.4): each chain runs `num_trajectories`
+Following Dhulipala et al. (2023) (chapter 7): each chain runs `num_trajectories`
 trajectories of `num_steps` leapfrog steps with the **true** gradient, no Metropolis test,
 a fresh momentum p ~ N(0, I) for every trajectory, each trajectory starting where the last
 ended. Every leapfrog point gives one training example: the position q, the momentum p, and

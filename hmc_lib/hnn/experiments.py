@@ -1,5 +1,5 @@
 """Dhulipala et al.'s targets, the run sizes of chapter 7 and its benchmark, and the
-published numbers (PAPERS.md §3.4); also the chapter's other experiments: `run_glmm`
+published numbers (chapter 7); also the chapter's other experiments: `run_glmm`
 (HNN-PM-NUTS against PM-NUTS on the GLMM), `compare_variants` (Chen's HNN variants) and
 `run_conditional` (Chen's §8.2 data-conditioned HNN).
 
@@ -183,7 +183,7 @@ def _glmm(num_individuals, num_importance, seed, covariate_scale):
                     covariate_scale=covariate_scale)
 
 
-#: Chen's first replication report (Dec 2024): ESS per true gradient (PAPERS.md §3.4)
+#: Chen's first replication report (Dec 2024): ESS per true gradient (chapter 7)
 PAPER = {key: dict(ess_per_grad=value) for key, value in {
     ("gmm1d", "hmc"): 9.30e-5, ("gmm1d", "nuts"): 4.03e-4,
     ("gmm1d", "hnn_hmc"): 5.87e-3, ("gmm1d", "hnn_nuts"): 4.02e-3,
@@ -512,7 +512,7 @@ def run_hnn(name, training_seed, seed, scale=None, result=None, max_draws=None,
     return rows, result, draws
 
 
-# --- the GLMM: HNN-PM-NUTS against PM-NUTS (PAPERS.md §3.1-3.4) -----------------------------
+# --- the GLMM: HNN-PM-NUTS against PM-NUTS (chapters 4 and 7) -----------------------------
 
 def glmm_settings(scale=None):
     """Run sizes of the GLMM experiment per scale: chapter 4's model with Chen's covariates
@@ -753,7 +753,7 @@ def run_glmm(training_seeds=None, seed=0, scale=None, max_draws=None, checkpoint
     return rows, draws
 
 
-# --- Chen's five HNN methods (PAPERS.md §3.3; `hmc_lib.hnn.variants`) -------------------------
+# --- Chen's five HNN methods (chapter 7; `hmc_lib.hnn.variants`) -------------------------
 
 def gradient_error(hnn, held_out):
     """Median relative error of ∂H̃/∂q against the true ∂H/∂q on held-out points

@@ -1,4 +1,4 @@
-"""Training an HNN with Chen's "method 4" loss (PAPERS.md §3.3).
+"""Training an HNN with Chen's "method 4" loss (chapter 7).
 
     loss = w₁ ‖∂H/∂q − ∂H̃/∂q‖² + w₂ ‖∂H/∂p − ∂H̃/∂p‖²,
 

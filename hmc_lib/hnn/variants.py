@@ -1,4 +1,4 @@
-"""Chen's five ways to learn a Hamiltonian for pseudo-marginal HMC (PAPERS.md §3.3), built on
+"""Chen's five ways to learn a Hamiltonian for pseudo-marginal HMC (chapter 7), built on
 one set of pseudo-marginal trajectories and judged on held-out trajectories.
 
 The extended state is (θ, ρ, u, p) with H = −log p(θ) − log p̂(y | θ, u) + ½(|ρ|² + |u|² +

@@ -1,7 +1,7 @@
 """NNgHMC where gradients are expensive: the settings and drivers of the paper's Tables 1–5,
 shared by the chapter `book/06_nnghmc_expensive.md` and `python -m hmc_lib.bench expensive`.
 
-Numbers in `PAPER` are typed from Li et al. (2019) (PAPERS.md §2). Every driver takes its
+Numbers in `PAPER` are typed from Li et al. (2019) (chapters 3 and 6). Every driver takes its
 seed explicitly (pass it through `hmc_lib.scale.seed`).
 
 - `settings(scale)`: run sizes per scale;
@@ -51,7 +51,7 @@ PAPER = {
     "surrogate": dict(gp={10: (.65, .61, .57), 20: (.64, .65, .62), 40: (.31, .32, .32)},
                       nn={10: (.95, .96, .97), 20: (.82, .87, .91), 40: (.61, .75, .87)},
                       n=(500, 1000, 2000)),
-    # Table 5: HMC ESS/s and NNgHMC speed-up at 10 % training (only these are in PAPERS.md)
+    # Table 5: HMC ESS/s and NNgHMC speed-up at 10 % training (only these are transcribed)
     "table5": {"online_news": dict(shape=(39797, 44), hmc_ess_per_second=0.66, speedup=4.27),
                "census": dict(shape=(48842, 123), speedup=2.04),
                "dota2": dict(shape=(102944, 116), speedup=5.44)},

@@ -1,4 +1,4 @@
-"""Chapter 4's experiments: PM-HMC and PM-NUTS on the GLMM (PAPERS.md §3.1-3.2).
+"""Chapter 4's experiments: PM-HMC and PM-NUTS on the GLMM (chapter 4).
 
 Typed once here and shared by the chapter (`book/04_pseudo_marginal.md`), the benchmark
 (`hmc_lib/bench/pm.py`) and the recorded long run (`record_long_run`, registered in

@@ -1,7 +1,7 @@
 """Analytic targets: Gaussians, a Gaussian mixture, the rough well and the banana.
 
 Each factory returns a `Target` with its analytic gradient and, where they exist in closed
-form, exact moments and an exact sampler (PAPERS.md sections 1 and 2 give the settings).
+form, exact moments and an exact sampler (the papers' settings: chapters 2, 3 and 6).
 """
 
 import math

@@ -1,5 +1,5 @@
 """GP regression with a Matérn ν = 3/2 kernel: the posterior of its hyper-parameters
-(NNgHMC paper, Table 2; PAPERS.md §2).
+(NNgHMC paper, Table 2; chapters 3 and 6).
 
 Data: X `[n, 4]` ~ N(0, I), y = f(X) + N(0, noise_sd²) with the polynomial
 f(x) = 0.5 x₀ + 0.3 x₁² − 0.4 x₂ x₃ + 0.1 x₀³ (the paper's "polynomial of X"; it does not

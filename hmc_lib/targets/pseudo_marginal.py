@@ -1,7 +1,7 @@
 """Pseudo-marginal targets: an importance-sampling estimate of an intractable likelihood.
 
 A `PseudoMarginalTarget` holds a prior on θ and log importance weights `w_ti(θ, u)` driven by
-standard-normal auxiliaries `u` (PAPERS.md §3.1). The estimator is
+standard-normal auxiliaries `u` (chapter 4). The estimator is
 
     log p̂(y | θ, u) = Σ_t (logsumexp_i w_ti − log N),
 
@@ -312,7 +312,7 @@ def glmm_random_effect_posterior(theta, data, num_grid=2001, width=12.0):
 def glmm(num_individuals=500, num_obs=6, num_covariates=8, num_importance=128, seed=0,
          prior_scale=10.0, q_scale=3.0, mu=(0.0, 3.0), precision=(10.0, 3.0), weight=0.8,
          covariate_scale=None):
-    """The GLMM of PAPERS.md §3.1 as a `PseudoMarginalTarget`.
+    """The GLMM of chapter 4 as a `PseudoMarginalTarget`.
 
     θ = (β [num_covariates], μ₁, μ₂, log λ₁, log λ₂, logit w₁) with λ precisions, prior
     N(0, prior_scale²) on each coordinate of this parameterisation (stated once; no Jacobian);
