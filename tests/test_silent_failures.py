@@ -66,3 +66,17 @@ def test_warmup_warns_when_its_last_window_diverges():
     with pytest.warns(RuntimeWarning, match=r"warmup \(its last \d+ iterations.*divergent"):
         hmc_lib.warmup(lambda h, m: hmc_lib.HMC(half, h, 5, mass=m), tf.ones([4, 2]), 40,
                        seed=2)
+
+
+def test_hnn_collect_takes_a_callable_with_dim_and_names_what_it_needs():
+    import numpy as np
+    import tensorflow as tf
+    from hmc_lib import hnn
+    log_prob = lambda x: -0.5 * tf.reduce_sum(x ** 2, -1)
+    x0 = np.zeros([2, 3], np.float32)
+    with pytest.raises(TypeError, match="dim="):
+        hnn.collect(log_prob, x0, 1, 2, 0.1, seed=0)
+    data = hnn.collect(log_prob, x0, 1, 2, 0.1, seed=0, dim=3)
+    assert np.asarray(data.q).shape == (2 * 1 * 2, 3)
+    with pytest.raises(TypeError, match="`target` must be"):
+        hnn.collect(3.0, x0, 1, 2, 0.1, seed=0)

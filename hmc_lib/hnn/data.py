@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from hmc_lib import _checks, _reuse
+from hmc_lib.targets import as_target
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
 
 
@@ -110,19 +111,23 @@ def _finite_points(paths, dim):
     return [a.reshape(-1, dim) if i < 3 else a.reshape(-1) for i, a in enumerate(out)]
 
 
-def collect(target, initial, num_trajectories, num_steps, step_size, seed):
+def collect(target, initial, num_trajectories, num_steps, step_size, seed, dim=None):
     """Runs the chained trajectories and returns their points as `TrainingData`.
 
     Args:
-      target: a `Target` (its `log_prob` and `grad_log_prob` are used).
+      target: a `Target` (its `log_prob` and `grad_log_prob` are used), an `hmc_lib.Model`,
+        a TFP joint distribution, or a callable `[..., dim] -> [...]` with `dim`
+        (`targets.as_target`).
       initial: `[chains, dim]` starting positions (e.g. exact draws, or a guess).
       num_trajectories: trajectories per chain.
       num_steps: leapfrog steps per trajectory (Dhulipala: trajectory length / dt).
       step_size: ε (Dhulipala: dt = 0.02 ... 0.05).
       seed: int, for the momenta.
+      dim: the dimension, needed only when `target` is a plain callable.
     Returns:
       `TrainingData` with chains·num_trajectories·num_steps points, float64 arrays.
     """
+    target = as_target(target, dim, "target")
     _checks.positive_int(num_trajectories, "num_trajectories")
     _checks.positive_int(num_steps, "num_steps")
     _checks.positive_float(step_size, "step_size")
