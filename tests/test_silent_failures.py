@@ -80,3 +80,20 @@ def test_hnn_collect_takes_a_callable_with_dim_and_names_what_it_needs():
     assert np.asarray(data.q).shape == (2 * 1 * 2, 3)
     with pytest.raises(TypeError, match="`target` must be"):
         hnn.collect(3.0, x0, 1, 2, 0.1, seed=0)
+
+
+def test_an_xla_fallback_in_l2hmc_training_says_so_and_is_flagged():
+    """A log-density XLA cannot compile inside the training loop (TFP's MixtureSameFamily
+    gradient): training runs without XLA, says so in one warning, and flags it."""
+    import tensorflow_probability as tfp
+    from hmc_lib import l2hmc
+    tfd = tfp.distributions
+    mix = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=[0.0, 0.0]),
+        tfd.MultivariateNormalDiag(loc=[[-2.0, 0.0], [2.0, 0.0]], scale_diag=[[1.0, 1.0]] * 2))
+    with pytest.warns(RuntimeWarning, match="XLA could not compile the training step"):
+        _, history = l2hmc.train(mix.log_prob, dim=2, num_train_steps=4, batch_size=8, seed=0)
+    assert history["xla_fallback"] and not history["xla"]
+    _, plain = l2hmc.train(mix.log_prob, dim=2,
+                           num_train_steps=4, batch_size=8, seed=0, jit_compile=False)
+    assert not plain["xla_fallback"] and not plain["xla"]

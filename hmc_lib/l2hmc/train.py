@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -230,7 +231,9 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
       `acceptance` (mean A of the sampler's chains), `esjd` (mean ‖x − x'‖² A),
       `step_size`, `learning_rate`, `temperature`, `seconds_per_step`; and scalars
       `train_seconds` (wall clock, compilation included, summed over resumed processes),
-      `compile_seconds` (estimated),
+      `compile_seconds` (estimated), `xla` (whether the training step ran under XLA) and
+      `xla_fallback` (True when XLA failed to compile it and training ran without, which a
+      `RuntimeWarning` also says),
       `skipped_steps` (updates skipped for non-finite gradients), plus `final_state`.
     """
     value_and_grad_fn, target_dim = target_value_and_grad(target)
@@ -304,14 +307,20 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
         chunks = tqdm(chunks, desc="training L2HMC", initial=first_chunk, total=num_chunks)
     start_time = time.perf_counter()
     last_write = start_time
+    xla_fallback = False
     for c in chunks:
         t0 = time.perf_counter()
         try:
             x, stats = work.compiled(x, tf.constant(c * chunk_size), seeds[c])
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
-                tf.errors.InternalError):
+                tf.errors.InternalError) as err:
             if c > first_chunk or not work.jit_compile:
                 raise
+            first_line = (str(err.message).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"l2hmc.train: XLA could not compile the training step "
+                          f"({type(err).__name__}: {first_line}); training without XLA "
+                          f"(slower); history['xla'] is False", RuntimeWarning, stacklevel=2)
+            xla_fallback = True
             work.compile(jit_compile=False)
             x, stats = work.compiled(x, tf.constant(c * chunk_size), seeds[c])
         records.append({n: s.numpy() for n, s in stats.items()})
@@ -333,6 +342,7 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
     history.update(
         train_seconds=float(train_seconds),
         compile_seconds=float(times[0] - typical) if len(times) > 1 else float("nan"),
+        xla=bool(work.jit_compile), xla_fallback=xla_fallback,
         skipped_steps=int(np.sum(np.concatenate([r["skipped"] for r in records])[:num_train_steps])),
         final_state=x.numpy())
     return dynamics, history
