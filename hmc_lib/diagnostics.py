@@ -284,15 +284,26 @@ def esjd(samples):
     return float(np.mean(np.sum(np.diff(x, axis=0) ** 2, axis=-1)))
 
 
-def summary(samples, trace, method="identity"):
+def summary(samples, trace, method="identity", training=None):
     """Summary of a run from `hmc_lib.sample`.
+
+    Args:
+      samples, trace: what `hmc_lib.sample` returned.
+      method: the ESS estimator (`ess`).
+      training: what training a learned sampler cost: a number of true gradient evaluations,
+        or an object or dict with `grad_evals` and optionally `seconds` (an `hnn.train`
+        result, say). None for an untrained sampler.
 
     Returns a dict: `ess_min`, `ess_median`, `ess_max` (over coordinates), `acceptance`
     (mean of `is_accepted`), `divergences` (count), `esjd`, `grad_evals` (total over chains
     and draws), `ess_per_grad` and `ess_per_second` (both from `ess_min`),
-    `ess_median_per_grad`, `ess_median_per_second`, `seconds`, `draws`, `chains`; and the
+    `ess_median_per_grad`, `ess_median_per_second`, `seconds`, `draws`, `chains`; the
     convergence gate's reading (`convergence`, with one chain: R̂ NaN): `rhat_max`,
-    `ess_bulk_min`, `ess_tail_min`, `converged`.
+    `ess_bulk_min`, `ess_tail_min`, `converged`; and with training charged:
+    `train_grad_evals`, `train_seconds`, `ess_per_grad_charged` (`ess_min` over sampling and
+    training gradients) and `ess_per_second_charged`. A learned sampler's run (`trace
+    ["learned"]`, set by `sample` for L2HMC, NNgHMC and the HNN kernels) without `training`
+    has NaN there: its cost is unknown, not zero.
     """
     x = _as_draws(samples)
     e = ess(x, method=method)
@@ -316,7 +327,29 @@ def summary(samples, trace, method="identity"):
     out["ess_median_per_grad"] = out["ess_median"] / grad_evals if grad_evals > 0 else float("nan")
     out["ess_per_second"] = out["ess_min"] / seconds if seconds > 0 else float("nan")
     out["ess_median_per_second"] = out["ess_median"] / seconds if seconds > 0 else float("nan")
+    out.update(_charged(out, training, bool(trace.get("learned", False))))
     return out
+
+
+def _charged(out, training, learned):
+    """`train_grad_evals`, `train_seconds` and the charged ESS rates of `summary`."""
+    nan = float("nan")
+    if training is None:
+        tg, ts = (nan, nan) if learned else (0.0, 0.0)
+    elif isinstance(training, (int, float, np.integer, np.floating)):
+        tg, ts = float(training), nan
+    else:
+        get = training.get if isinstance(training, dict) else (
+            lambda k, d=None: getattr(training, k, d))
+        if get("grad_evals") is None:
+            raise TypeError("`training` must be a number of gradient evaluations or carry "
+                            f"`grad_evals`; got {type(training).__name__}")
+        tg = float(get("grad_evals"))
+        ts = float(get("seconds", get("train_seconds", nan)))
+    grads, secs = out["grad_evals"] + tg, out["seconds"] + ts
+    return dict(train_grad_evals=tg, train_seconds=ts,
+                ess_per_grad_charged=out["ess_min"] / grads if grads > 0 else nan,
+                ess_per_second_charged=out["ess_min"] / secs if secs > 0 else nan)
 
 
 def to_inference_data(samples, trace=None, var_name="x"):

@@ -299,8 +299,18 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         seconds=float(np.sum(result_times)),
         burnin_seconds=float(np.sum(times[:num_burnin_chunks])),
         compile_seconds=compile_seconds, num_chunks=total, chunk_size=chunk_size,
-        final_state=state, final_kernel_results=results)
+        learned=_is_learned(kernel), final_state=state, final_kernel_results=results)
     return samples, trace
+
+
+def _is_learned(kernel):
+    """Whether `kernel` (or a kernel it wraps) is a learned sampler (`Kernel.learned`)."""
+    k = kernel
+    while k is not None:
+        if getattr(k, "learned", False):
+            return True
+        k = getattr(k, "inner_kernel", None)
+    return False
 
 
 # ------------------------------------------------------------------ run until the gate passes
@@ -473,7 +483,8 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
                        warn=False)
         state, results = tr.pop("final_state"), tr.pop("final_kernel_results")
         run_keys = {key: tr.pop(key) for key in list(tr) if key in (
-            "seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size")}
+            "seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size",
+            "learned")}
         kept = s if kept is None else tf.nest.map_structure(
             lambda a, b: np.concatenate([a, b], 0), kept, s)
         trace = tr if not trace else {key: np.concatenate([trace[key], tr[key]], 0)
@@ -510,5 +521,5 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
                compile_seconds=meta["compile_seconds"], final_state=state,
                final_kernel_results=results, convergence=gate(kept), stopped=stopped,
                history=list(history), resumed_draws=resumed_draws,
-               elapsed_seconds=meta["elapsed"])
+               elapsed_seconds=meta["elapsed"], learned=_is_learned(kernel))
     return kept, out

@@ -97,3 +97,25 @@ def test_an_xla_fallback_in_l2hmc_training_says_so_and_is_flagged():
     _, plain = l2hmc.train(mix.log_prob, dim=2,
                            num_train_steps=4, batch_size=8, seed=0, jit_compile=False)
     assert not plain["xla_fallback"] and not plain["xla"]
+
+
+def test_a_learned_samplers_summary_charges_its_training_or_says_it_cannot():
+    from hmc_lib import diagnostics
+    from hmc_lib.nnghmc import NNgHMC
+    t = targets.get("icg50")
+    x0 = t.sample(4, seed=0)
+    field = lambda x: -x / tf.constant(t.variance, x.dtype)     # a perfect "network"
+    s, tr = hmc_lib.sample(NNgHMC(t, field, 0.05, 5), 50, x0, seed=1)
+    assert tr["learned"]
+    unknown = diagnostics.summary(s, tr)
+    assert np.isnan(unknown["ess_per_grad_charged"]) and np.isnan(unknown["train_grad_evals"])
+    charged = diagnostics.summary(s, tr, training={"grad_evals": 1000.0, "seconds": 2.0})
+    assert charged["ess_per_grad_charged"] == pytest.approx(
+        charged["ess_min"] / (charged["grad_evals"] + 1000.0))
+    assert charged["ess_per_second_charged"] == pytest.approx(
+        charged["ess_min"] / (charged["seconds"] + 2.0))
+    plain_s, plain_tr = hmc_lib.sample(hmc_lib.HMC(t, 0.05, 5), 50, x0, seed=1)
+    plain = diagnostics.summary(plain_s, plain_tr)
+    assert not plain_tr["learned"] and plain["ess_per_grad_charged"] == plain["ess_per_grad"]
+    with pytest.raises(TypeError, match="grad_evals"):
+        diagnostics.summary(s, tr, training="a lot")

@@ -143,6 +143,8 @@ class HNNHMC(Kernel):
       max_energy_error: energy errors above this count as divergences.
     """
 
+    learned = True
+
     trace_fields = ("potential_evals", "hnn_energy_error")
 
     def __init__(self, target_log_prob_fn, hnn, step_size, num_leapfrog_steps, exact=True,
@@ -269,6 +271,8 @@ class HNNNUTS(Kernel):
       max_energy_error: Δ_max^lf, the true tree's divergence threshold (1000).
       tol, max_iter: the implicit integrator's settings (latent HNNs).
     """
+
+    learned = True
 
     trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down",
                     "fallback_rejected")

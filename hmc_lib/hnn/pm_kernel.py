@@ -117,6 +117,8 @@ class HNNPMNUTS(Kernel):
       use_manual_grad: the target's hand-derived gradient where it has one.
     """
 
+    learned = True
+
     trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down",
                     "lf_rejected", "u_accepted", "fallback_rejected")
 

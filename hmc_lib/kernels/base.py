@@ -56,6 +56,8 @@ class Kernel(tfp.mcmc.TransitionKernel):
     _parameters: dict = {}
     #: numeric parameters that a compiled chunk takes as inputs (none: no graph sharing)
     _input_parameters = ()
+    #: a learned sampler (a trained network inside): its summaries charge the training
+    learned = False
 
     def graph_key(self):
         """A hashable key of what fixes this kernel's compiled graph besides the values of

@@ -60,6 +60,8 @@ class L2HMC(Kernel):
       max_energy_error: larger energy errors count as divergences.
     """
 
+    learned = True
+
     trace_fields = ("log_det_jacobian",)
 
     def __init__(self, target_log_prob_fn, dynamics, max_energy_error=metropolis.MAX_ENERGY_ERROR,
