@@ -403,8 +403,8 @@ class MomentCheck(NamedTuple):
     """Standardised errors of a run's moments against the truth; see `check_moments`.
 
     z_mean, z_var: `[dim]` errors of the mean and the variance in Monte Carlo standard errors
-    (t statistics with `chains - 1` degrees of freedom); bound: the largest |z| allowed;
-    passed: all |z| below it.
+    (t statistics with `chains - 1` degrees of freedom); bound: the largest absolute z allowed;
+    passed: every absolute z below it.
     """
     z_mean: np.ndarray
     z_var: np.ndarray
@@ -413,7 +413,7 @@ class MomentCheck(NamedTuple):
 
 
 def moment_bound(num_chains, num_tests, alpha=1e-4):
-    """The |t| bound that `num_tests` t statistics with `num_chains - 1` degrees of freedom all
+    """The bound on absolute t that `num_tests` t statistics with `num_chains - 1` degrees of freedom all
     stay below with probability >= 1 − alpha (Bonferroni), when the estimates are unbiased."""
     from scipy import stats
     if num_chains < 8:

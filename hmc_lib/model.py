@@ -14,7 +14,7 @@ probability in (0, 1)). `Model` is the one layer between the two:
   as TFP's `windowed_adaptive_nuts` does.
 
 Its `log_prob(z)` and `dim` are those of the flat unconstrained vector z, log π(x(z)) +
-log |det ∂x/∂z|, so a `Model` goes wherever a `Target` goes (every kernel, `warmup`, the
+log abs(det ∂x/∂z), so a `Model` goes wherever a `Target` goes (every kernel, `warmup`, the
 learned samplers' training). `hmc_lib.sample` and `hmc_lib.warmup` take a state in the
 model's own structure and constrained space, and give draws back the same way.
 """
@@ -176,7 +176,7 @@ class Model:
         return _rebuild(self._like, xs), ldj
 
     def log_prob(self, z):
-        """log π(x(z)) + log |det ∂x/∂z| at the flat unconstrained `z` `[..., dim]`: `[...]`."""
+        """log π(x(z)) + log abs(det ∂x/∂z) at the flat unconstrained `z` `[..., dim]`: `[...]`."""
         z = tf.convert_to_tensor(z)
         x, ldj = self._constrain(self._split(tf.cast(z, self.dtype)))
         return tf.cast(self._call(x) + ldj, z.dtype)

@@ -240,12 +240,12 @@ def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
       train_x: binary images `[N, D]` (D = 64 or 784, or `[N, 8, 8]`, `[N, 28, 28]`); with
         `dynamic=True`, grey levels in [0, 1] instead, and every minibatch is a fresh
         binarisation (pixel ~ Bernoulli(grey level): "dynamically binarised" MNIST).
-        test_x: binary held-out images for the log-likelihood curve (optional).
+      test_x: binary held-out images for the log-likelihood curve (optional).
       num_train_steps, batch_size, learning_rate: Adam on minibatches drawn with replacement.
       eval_every, eval_samples: the held-out IWAE estimate every `eval_every` steps with
         `eval_samples` importance samples.
-      latent_dim, hidden_units, num_transitions, num_leapfrog_steps, step_size,
-        sampler_hidden_units: the `DLGM`.
+      latent_dim, hidden_units, num_transitions, num_leapfrog_steps, step_size: the `DLGM`.
+      sampler_hidden_units: the `DLGM`'s sampler network.
       esjd_scale: λ² of L2HMC's loss.
       seed: int; the same seed gives the same model and history on one machine.
       jit_compile: compile the chunks with XLA. Off by default: on the book's 2-core
@@ -257,11 +257,12 @@ def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
         run never interrupted (every minibatch and random draw is a function of `seed` and
         the step).
     Returns:
-      `history`: numpy arrays `[num_train_steps]` for `loss` (the decoder's objective:
-      −ELBO for the VAE, −log p(x, z_T) otherwise), `elbo`, `acceptance`, `step_size`,
-      `sampler_loss`; `eval_steps` and `held_out` (mean IWAE log-likelihood, nats) at each
-      evaluation; scalars `train_seconds` (this process's), `grad_evals` (∇_z log p
-      evaluations, all data points together).
+      model: the trained `DLGM`.
+      history: numpy arrays `[num_train_steps]` for `loss` (the decoder's objective:
+        −ELBO for the VAE, −log p(x, z_T) otherwise), `elbo`, `acceptance`, `step_size`,
+        `sampler_loss`; `eval_steps` and `held_out` (mean IWAE log-likelihood, nats) at each
+        evaluation; scalars `train_seconds` (this process's), `grad_evals` (∇_z log p
+        evaluations, all data points together).
     """
     train_np = data_lib.check_images(train_x, "train_x", grey=bool(dynamic))
     test = None if test_x is None else data_lib.check_images(test_x, "test_x")

@@ -34,7 +34,7 @@ class L2HMCResults(NamedTuple):
     is_accepted, log_accept_ratio, is_divergent: the last Metropolis test.
     log_det_jacobian: log|det J| of the last proposal; direction: its d (±1).
     grad_evals: int32, true-gradient evaluations of the last step (M: the gradient at the
-      current state is carried in the results, one evaluation per leapfrog-like step).
+    current state is carried in the results, one evaluation per leapfrog-like step).
     """
     target_log_prob: tf.Tensor
     grad_target_log_prob: tf.Tensor
