@@ -3,7 +3,7 @@
 Usage: `python tools/run_chapter.py book/04_pseudo_marginal.md [--scale book] [--seed 0]
 [--out DIR]`. The executed notebook is written to `DIR/<chapter>.<scale>.ipynb` (default
 `_build/chapters/`); the script prints the wall-clock and CPU seconds of the kernel, every
-glued value (name = text), and each cell's error if one failed (exit status 1). Use it to
+glued value (name = text), the slowest cells, and each cell's error if one failed (exit status 1). Use it to
 size a chapter against its budget (6 minutes at `book`, 2 at `ci`) and to read the numbers
 its prose will show.
 """
@@ -29,6 +29,23 @@ def glued(nb):
                 text = next((v for k, v in data.items() if k.endswith("text/plain")), None)
                 out[meta["name"]] = text if text is not None else "<" + ", ".join(data) + ">"
     return out
+
+
+def slowest_cells(nb, count=8):
+    """`(seconds, index, first line)` of the `count` slowest code cells, from the timing
+    nbclient records in each cell's metadata."""
+    import datetime
+    rows = []
+    for i, cell in enumerate(nb.cells):
+        t = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            parse = lambda v: datetime.datetime.fromisoformat(v.replace("Z", "+00:00"))
+            seconds = (parse(t["shell.execute_reply"])
+                       - parse(t["iopub.execute_input"])).total_seconds()
+            head = next((ln for ln in cell.source.splitlines()
+                         if ln.strip() and not ln.startswith(("#", "---", "tags"))), "")
+            rows.append((seconds, i, head[:70]))
+    return sorted(rows, reverse=True)[:count]
 
 
 def main(argv=None):
@@ -65,6 +82,9 @@ def main(argv=None):
     nbformat.write(nb, dest)
     for name, text in glued(nb).items():
         print(f"{name} = {' '.join(str(text).split())[:200]}")
+    print("slowest cells (wall seconds):")
+    for seconds, index, head in slowest_cells(nb):
+        print(f"  {seconds:7.1f}  cell {index}: {head}")
     print(f"{path.name} at {args.scale}: {wall:.0f} s wall, "
           f"{usage.ru_utime + usage.ru_stime:.0f} s CPU (kernel), written to {dest}")
     if failed is not None:
