@@ -13,8 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from hmc_lib._version import __version__
 from hmc_lib import diagnostics, integrators, scale, targets
+from hmc_lib.model import Model
 from hmc_lib.kernels.hmc import HMC
-from hmc_lib.sampling import sample
+from hmc_lib.sampling import sample, sample_until
 
 # Kernels (and the warm-up) that live in their own modules, imported on first use.
 _LAZY = {
@@ -36,4 +37,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'hmc_lib' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "HMC", "sample", "diagnostics", "integrators", "scale", "targets", *_LAZY]
+__all__ = ["__version__", "Model", "HMC", "sample", "sample_until", "diagnostics", "integrators", "scale", "targets", *_LAZY]

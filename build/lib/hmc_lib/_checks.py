@@ -63,3 +63,23 @@ def as_dtype(value, dtype):
     if tf.is_tensor(value) or isinstance(value, tf.Variable):
         return tf.cast(value, dtype)
     return tf.convert_to_tensor(np.asarray(value, dtype=np.dtype(tf.as_dtype(dtype).as_numpy_dtype)))
+
+
+def gradient(grad, name="target_log_prob_fn", value=None):
+    """Checks that a gradient with respect to the state exists (autodiff returns None when the
+    output does not depend on the input through differentiable TensorFlow operations). With
+    `value` (eager), a non-finite value is named first."""
+    if grad is None:
+        not_finite = ""
+        if value is not None and tf.executing_eagerly() and not bool(
+                tf.reduce_all(tf.math.is_finite(value))):
+            not_finite = "is not finite at the state, and "
+        raise ValueError(
+            f"`{name}` {not_finite}has no gradient with respect to the state: its value does "
+            "not depend on the state through differentiable TensorFlow operations. Likely "
+            "causes: NumPy "
+            "or Python `math` inside the function (TensorFlow cannot differentiate them; use "
+            "`tf.` operations); a rounding, integer cast, comparison or `tf.stop_gradient` on "
+            "the path from the state to the log-density; or a function that ignores its "
+            "argument.")
+    return grad

@@ -170,21 +170,140 @@ def convergence(samples, rhat_max=RHAT_MAX, ess_min=ESS_MIN):
     return out._replace(converged=bool(ok))
 
 
+
+# ------------------------------------------------------------------ the gate, vectorised
+
+def _split_halves(x):
+    """`[dim, chains, draws]` -> `[dim, 2 chains, draws // 2]`: each chain's first and last
+    halves as chains of their own (a middle draw of an odd count is dropped), as ArviZ."""
+    half = x.shape[2] // 2
+    return np.concatenate([x[:, :, :half], x[:, :, x.shape[2] - half:]], axis=1)
+
+
+def _z_scale(x):
+    """Rank-normalised values per coordinate of `[dim, chains, draws]` (average ranks over
+    draws and chains, Blom's offset 3/8, normal quantiles), as ArviZ's `_z_scale`."""
+    from scipy import stats
+    dim = x.shape[0]
+    n = x[0].size
+    rank = stats.rankdata(x.reshape(dim, n), method="average", axis=1)
+    return special.ndtri((rank - 0.375) / (n + 0.25)).reshape(x.shape)
+
+
+def _rhat_plain(x):
+    """Split-free R̂ per coordinate of `[dim, chains, draws]` (ArviZ's `_rhat`)."""
+    n = x.shape[2]
+    between = n * np.var(x.mean(2), axis=1, ddof=1)
+    within = np.mean(np.var(x, axis=2, ddof=1), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):   # a frozen coordinate: NaN
+        return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess_geyer(x):
+    """ESS per coordinate of `[dim, chains, draws]` (ArviZ's `_ess`: Geyer's initial positive
+    then monotone sequence over the chains' mean autocovariance), vectorised over
+    coordinates; a coordinate with a constant value gets draws × chains, as ArviZ's."""
+    from scipy import fft
+    dim, m, n = x.shape
+    size = m * n
+    flat = x.reshape(dim, size)
+    constant = (flat.max(1) - flat.min(1)) < np.finfo(float).resolution
+    centred = x - x.mean(2, keepdims=True)
+    fft_len = fft.next_fast_len(2 * n)
+    f = fft.rfft(centred, n=fft_len, axis=2)
+    acov = fft.irfft(f * np.conj(f), n=fft_len, axis=2)[:, :, :n] / n  # [dim, chain, lag]
+    mean_acov = acov.mean(1).T                                          # [lag, dim]
+    mean_var = mean_acov[0] * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if m > 1:
+        var_plus = var_plus + np.var(x.mean(2), axis=1, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = 1.0 - (mean_var - mean_acov) / var_plus                  # [lag, dim]
+    rho[0] = 1.0
+    # pairs S_k = ρ_2k + ρ_2k+1. ArviZ's loop visits k = 1, 2, ... while 2k − 1 < n − 3
+    # and S_(k−1) > 0, and stops after the first S_k <= 0 (k_stop; the last visited k if
+    # none); its monotone pass is a running minimum of S_0 ... S_(k_stop − 1), and
+    # τ = −1 + 2 Σ_(k < k_stop) min(S_0..S_k) + ρ_(2 k_stop) (kept only if positive when
+    # S_(k_stop) < 0). With no pair visited (few draws, or S_0 <= 0), τ = 0.
+    num_pairs = n // 2
+    sums = rho[: 2 * num_pairs].reshape(num_pairs, 2, dim).sum(1)      # [pair, dim]
+    ks = np.arange(1, num_pairs)
+    ks = ks[2 * ks - 1 < n - 3]
+    if ks.size:
+        stop = sums[ks] <= 0.0
+        k_stop = np.where(stop.any(0), ks[np.argmax(stop, axis=0)], ks[-1])
+        k_stop = np.where(sums[0] > 0.0, k_stop, 0)
+    else:
+        k_stop = np.zeros(dim, int)
+    cummin = np.minimum.accumulate(sums, axis=0)
+    below = np.arange(num_pairs)[:, None] < k_stop[None, :]
+    total = np.sum(np.where(below, cummin, 0.0), axis=0)
+    idx = np.arange(dim)
+    even = rho[2 * k_stop, idx]
+    extra = np.where(k_stop == 0, 1.0,
+                     np.where(sums[k_stop, idx] >= 0.0, even, np.maximum(even, 0.0)))
+    tau = np.maximum(-1.0 + 2.0 * total + extra, 1.0 / np.log10(size))
+    out = size / tau
+    out[np.isnan(rho).any(0)] = np.nan
+    out[constant] = size
+    return out
+
+
+def convergence_fast(samples, rhat_max=RHAT_MAX, ess_min=ESS_MIN):
+    """`convergence`, computed for every coordinate at once: the same `Convergence` (ArviZ's
+    rank-normalised split R̂ and bulk and tail ESS, agreeing with `convergence` to rounding;
+    a test checks it) in a small fraction of the time, for gates read between the chunks
+    of long runs (`sample_until(gate=...)`). Frozen coordinates are NaN, as there."""
+    x = _as_draws(samples)
+    if x.shape[1] < 2:
+        raise ValueError(f"`samples` needs >= 2 chains, got {x.shape[1]}")
+    frozen = _constant_coordinates(x, "R̂ and ESS")
+    y = np.ascontiguousarray(np.transpose(x, (2, 1, 0)))   # [dim, chains, draws]
+    split = _split_halves(y)
+    bulk_z = _z_scale(split)
+    folded = np.abs(split - np.median(split.reshape(len(y), -1), axis=1)[:, None, None])
+    r = np.maximum(_rhat_plain(bulk_z), _rhat_plain(_z_scale(folded)))
+    bulk = _ess_geyer(bulk_z)
+    tail = np.full(len(y), np.inf)
+    for prob in (0.05, 0.95):
+        q = np.quantile(y.reshape(len(y), -1), prob, axis=1)   # R's type 7, as ArviZ
+        tail = np.minimum(tail, _ess_geyer(_split_halves((y <= q[:, None, None]) * 1.0)))
+    for v in (r, bulk, tail):
+        v[frozen] = np.nan
+    worst = lambda v, f: float("nan") if np.any(np.isnan(v)) else float(f(v))
+    out = Convergence(worst(r, np.max), worst(bulk, np.min), worst(tail, np.min),
+                      int(x.shape[0]), int(x.shape[1]), False)
+    ok = (out.rhat_max <= rhat_max and out.ess_bulk_min >= ess_min
+          and out.ess_tail_min >= ess_min)
+    return out._replace(converged=bool(ok))
+
+
 def esjd(samples):
     """Expected squared jumped distance: mean over steps and chains of ‖x_{t+1} − x_t‖²."""
     x = _as_draws(samples)
     return float(np.mean(np.sum(np.diff(x, axis=0) ** 2, axis=-1)))
 
 
-def summary(samples, trace, method="identity"):
+def summary(samples, trace, method="identity", training=None):
     """Summary of a run from `hmc_lib.sample`.
+
+    Args:
+      samples, trace: what `hmc_lib.sample` returned.
+      method: the ESS estimator (`ess`).
+      training: what training a learned sampler cost: a number of true gradient evaluations,
+        or an object or dict with `grad_evals` and optionally `seconds` (an `hnn.train`
+        result, say). None for an untrained sampler.
 
     Returns a dict: `ess_min`, `ess_median`, `ess_max` (over coordinates), `acceptance`
     (mean of `is_accepted`), `divergences` (count), `esjd`, `grad_evals` (total over chains
     and draws), `ess_per_grad` and `ess_per_second` (both from `ess_min`),
-    `ess_median_per_grad`, `ess_median_per_second`, `seconds`, `draws`, `chains`; and the
+    `ess_median_per_grad`, `ess_median_per_second`, `seconds`, `draws`, `chains`; the
     convergence gate's reading (`convergence`, with one chain: R̂ NaN): `rhat_max`,
-    `ess_bulk_min`, `ess_tail_min`, `converged`.
+    `ess_bulk_min`, `ess_tail_min`, `converged`; and with training charged:
+    `train_grad_evals`, `train_seconds`, `ess_per_grad_charged` (`ess_min` over sampling and
+    training gradients) and `ess_per_second_charged`. A learned sampler's run (`trace
+    ["learned"]`, set by `sample` for L2HMC, NNgHMC and the HNN kernels) without `training`
+    has NaN there: its cost is unknown, not zero.
     """
     x = _as_draws(samples)
     e = ess(x, method=method)
@@ -208,7 +327,29 @@ def summary(samples, trace, method="identity"):
     out["ess_median_per_grad"] = out["ess_median"] / grad_evals if grad_evals > 0 else float("nan")
     out["ess_per_second"] = out["ess_min"] / seconds if seconds > 0 else float("nan")
     out["ess_median_per_second"] = out["ess_median"] / seconds if seconds > 0 else float("nan")
+    out.update(_charged(out, training, bool(trace.get("learned", False))))
     return out
+
+
+def _charged(out, training, learned):
+    """`train_grad_evals`, `train_seconds` and the charged ESS rates of `summary`."""
+    nan = float("nan")
+    if training is None:
+        tg, ts = (nan, nan) if learned else (0.0, 0.0)
+    elif isinstance(training, (int, float, np.integer, np.floating)):
+        tg, ts = float(training), nan
+    else:
+        get = training.get if isinstance(training, dict) else (
+            lambda k, d=None: getattr(training, k, d))
+        if get("grad_evals") is None:
+            raise TypeError("`training` must be a number of gradient evaluations or carry "
+                            f"`grad_evals`; got {type(training).__name__}")
+        tg = float(get("grad_evals"))
+        ts = float(get("seconds", get("train_seconds", nan)))
+    grads, secs = out["grad_evals"] + tg, out["seconds"] + ts
+    return dict(train_grad_evals=tg, train_seconds=ts,
+                ess_per_grad_charged=out["ess_min"] / grads if grads > 0 else nan,
+                ess_per_second_charged=out["ess_min"] / secs if secs > 0 else nan)
 
 
 def to_inference_data(samples, trace=None, var_name="x"):
@@ -219,7 +360,9 @@ def to_inference_data(samples, trace=None, var_name="x"):
     (`is_divergent` is renamed `diverging`, ArviZ's name).
     """
     import arviz as az
-    if isinstance(samples, dict):
+    if hasattr(samples, "_asdict"):          # a joint distribution's named structure
+        parts = dict(samples._asdict())
+    elif isinstance(samples, dict):
         parts = dict(samples)
     elif isinstance(samples, (list, tuple)):
         parts = {f"{var_name}{i}": s for i, s in enumerate(samples)}
@@ -260,8 +403,8 @@ class MomentCheck(NamedTuple):
     """Standardised errors of a run's moments against the truth; see `check_moments`.
 
     z_mean, z_var: `[dim]` errors of the mean and the variance in Monte Carlo standard errors
-    (t statistics with `chains - 1` degrees of freedom); bound: the largest |z| allowed;
-    passed: all |z| below it.
+    (t statistics with `chains - 1` degrees of freedom); bound: the largest absolute z allowed;
+    passed: every absolute z below it.
     """
     z_mean: np.ndarray
     z_var: np.ndarray
@@ -270,7 +413,7 @@ class MomentCheck(NamedTuple):
 
 
 def moment_bound(num_chains, num_tests, alpha=1e-4):
-    """The |t| bound that `num_tests` t statistics with `num_chains - 1` degrees of freedom all
+    """The bound on absolute t that `num_tests` t statistics with `num_chains - 1` degrees of freedom all
     stay below with probability >= 1 − alpha (Bonferroni), when the estimates are unbiased."""
     from scipy import stats
     if num_chains < 8:

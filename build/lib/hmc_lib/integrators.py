@@ -25,13 +25,14 @@ class LeapfrogState(NamedTuple):
     grad: Any
 
 
-def value_and_grad(fn):
-    """Wraps `fn: [..., dim] -> [...]` into `x -> (fn(x), ∇fn(x))` by autodiff."""
+def value_and_grad(fn, name="target_log_prob_fn"):
+    """Wraps `fn: [..., dim] -> [...]` into `x -> (fn(x), ∇fn(x))` by autodiff. Raises
+    `ValueError` (naming `name` and the likely causes) when `fn` has no gradient."""
     def value_and_grad_fn(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             value = fn(x)
-        return value, tape.gradient(value, x)
+        return value, _checks.gradient(tape.gradient(value, x), name, value)
     return value_and_grad_fn
 
 

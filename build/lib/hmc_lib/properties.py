@@ -9,7 +9,7 @@ import tensorflow as tf
 
 
 def reversibility_error(flow, x, v):
-    """max |start − F(flip(F(start)))| over chains: run, negate the momentum, run, negate.
+    """max abs(start − F(flip(F(start)))) over chains: run, negate the momentum, run, negate.
 
     Returns `(position_error, momentum_error)` as floats (0 for an exactly reversible flow,
     round-off in practice).

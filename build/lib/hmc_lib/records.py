@@ -198,14 +198,51 @@ class LongRun:
         return json.loads(pathlib.Path(out).read_text())
 
 
-def load(path):
+def load(path, scale=None):
     """A record written by `LongRun.write`, as a dict; raises `ValueError` naming the
-    missing fields if it is not one."""
+    missing fields if it is not one.
+
+    With `scale` (the scale a chapter shows the record as, usually "paper"): a record run at
+    another scale is a rehearsal of the long run at a smaller size, not its result. It comes
+    back with `rec["rehearsal"] = True` and every boolean field whose name ends in
+    "converged", at any depth, set to False, so that it feeds no verdict and its cells are
+    marked unconverged; `rehearsal_note(rec)` and `long_text(rec, text)` say so on the page.
+    """
     rec = json.loads(pathlib.Path(path).read_text())
     missing = [f for f in FIELDS if f not in rec]
     if missing:
         raise ValueError(f"{path} is not a long-run record: missing {', '.join(missing)}")
+    if scale is not None and rec["scale"] != scale:
+        rec.update(rehearsal=True, expected_scale=scale, rows=_unconverged(rec["rows"]))
     return rec
+
+
+def _unconverged(obj):
+    if isinstance(obj, dict):
+        return {k: (False if k.endswith("converged") and isinstance(v, (bool, np.bool_))
+                    else _unconverged(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unconverged(v) for v in obj]
+    return obj
+
+
+def rehearsal_note(rec, command=None):
+    """'' for a record at the scale its chapter expects; for a rehearsal (`load(path,
+    scale)`), a sentence for the page saying that the run at that scale has not been
+    recorded and that the rehearsal's numbers feed no verdict."""
+    if not rec.get("rehearsal"):
+        return ""
+    how = f" (`{command}`)" if command else ""
+    return (f"Not yet recorded at {rec['expected_scale']} scale{how}: the record in the "
+            f"repository is a rehearsal at {rec['scale']} scale, which checks that the "
+            f"long run and this page work end to end. Its numbers are shown, every cell "
+            f"marked unconverged, and none of them feeds a verdict.")
+
+
+def long_text(rec, text):
+    """`text` (a recorded number, for a results table), or 'not recorded' for a
+    rehearsal."""
+    return f"not recorded ({rec['scale']} rehearsal only)" if rec.get("rehearsal") else text
 
 
 def describe(rec):

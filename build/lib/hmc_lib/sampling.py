@@ -6,6 +6,7 @@ chunk, and the wall-clock seconds reported for the draws exclude it. Each step's
 split from `seed` in advance, so the chain does not depend on the chunk size.
 """
 
+import functools
 import math
 import time
 
@@ -68,6 +69,61 @@ def _check_state(state):
     return tf.nest.pack_sequence_as(state, converted)
 
 
+def run_warnings(what, is_divergent=None, accepted=None, draws=None, moved=None):
+    """One warning line for a run that went wrong silently: divergent transitions, an
+    acceptance below 0.1, chains whose draws are all identical. Returns the line ("" when
+    there is nothing to say) after issuing it as a `RuntimeWarning`.
+
+    Args:
+      what: the caller's name, starting the line ("sample", "warmup").
+      is_divergent, accepted: `[steps, chains]` bool (or acceptance statistics in [0, 1]).
+      draws: kept draws, `[steps, chains, ...]` or a structure of such, or None.
+      moved: instead of `draws`, `[chains]` bool: whether each chain ever moved.
+    """
+    import warnings
+    parts = []
+    if is_divergent is not None and np.size(is_divergent):
+        n = int(np.sum(is_divergent))
+        if n:
+            parts.append(f"{n} of {np.size(is_divergent)} transitions divergent (a non-finite "
+                         "or exploding energy: step size too large, or a log-density that is "
+                         "not finite there)")
+    if accepted is not None and np.size(accepted):
+        rate = float(np.mean(accepted))
+        if rate < 0.1:
+            parts.append(f"acceptance {rate:.3f} < 0.1")
+    frozen = None if moved is None else ~np.asarray(moved, bool)
+    if draws is not None:
+        leaves = [np.asarray(d) for d in tf.nest.flatten(draws)]
+        if leaves and leaves[0].ndim >= 2 and leaves[0].shape[0] > 1:
+            frozen = np.ones(leaves[0].shape[1], bool)
+            for d in leaves:
+                frozen &= np.all((d == d[:1]).reshape(d.shape[0], d.shape[1], -1), axis=(0, 2))
+    if frozen is not None and frozen.any():
+        idx = np.flatnonzero(frozen)
+        shown = ", ".join(map(str, idx[:8])) + (", ..." if idx.size > 8 else "")
+        parts.append(f"{idx.size} of {frozen.size} chains never moved (chains {shown})")
+    if not parts:
+        return ""
+    line = f"{what}: " + "; ".join(parts)
+    warnings.warn(line, RuntimeWarning, stacklevel=3)
+    return line
+
+
+def _to_flat(kernel, state):
+    """`(model, state)`: for a kernel built on a `hmc_lib.Model` (or a TFP joint
+    distribution) and a state in the model's structure (a list, tuple, dict or namedtuple
+    of constrained values), the model and the flat unconstrained state `[chains, dim]`;
+    otherwise `(None, state)` unchanged."""
+    if tf.is_tensor(state) or isinstance(state, (np.ndarray, tf.Variable)):
+        return None, state
+    from hmc_lib.model import model_of
+    model = model_of(kernel)
+    if model is None:
+        return None, state
+    return model, model.to_flat(state)
+
+
 def step_seeds(seed, n):
     """`[n, 2]` int32 stateless seeds, one per step, from an int or `[2]` seed."""
     if isinstance(seed, (int, np.integer)):
@@ -78,38 +134,65 @@ def step_seeds(seed, n):
 
 #: compiled chunk functions kept per kernel object (the oldest dropped first)
 _MAX_COMPILED_PER_KERNEL = 8
+#: compiled chunk functions shared by kernels of equal `graph_key` (least recently used first)
+_SHARED = {}
+_MAX_SHARED = 16
 
 
-def _compiled(kernel, settings, fns, build):
-    """The compiled chunk function for `kernel` with `settings` (chunk size, XLA) and the
-    caller's `fns` (`trace_fn`, `keep_fn`, matched by identity; None for the defaults),
-    built by `build()` the first time. It is kept on the kernel object, so sampling again
-    with the same kernel (a longer run, another seed, a network whose weights were copied
-    in) re-uses the traced and compiled graph. Kernels are immutable, so the graph stays valid."""
+def compiled_chunk(kernel, settings, fns, build):
+    """`(fn, inputs)`: the compiled chunk function for `kernel`, and the input values to
+    call it with.
+
+    `build(kernel_of)` traces the function; inside it, `kernel_of(inputs)` is the kernel to
+    step with. `settings` (e.g. chunk size, XLA) and the caller's `fns` (matched by
+    identity; None for the defaults) are part of the key.
+
+    A kernel with a `graph_key` (HMC, NUTS) shares one compiled graph with every kernel of
+    equal key, whatever its step size and mass: those are passed in as `inputs` (tensors),
+    so a new step size or mass matrix (after a warm-up, for another seed) compiles nothing.
+    Other kernels keep their compiled functions on the kernel object, so sampling again with
+    the same kernel (a longer run, another seed, a network whose weights were copied in)
+    re-uses the graph. Kernels are immutable, so a graph stays valid.
+    """
+    fn_key = tuple(None if f is None else id(f) for f in fns)
+    graph_key = kernel.graph_key() if hasattr(kernel, "graph_key") else None
+    if graph_key is not None:
+        key = (graph_key, settings, fn_key)
+        hit = _SHARED.pop(key, None)
+        if hit is None or not all(a is b for a, b in zip(hit[0], fns)):
+            template = kernel
+            hit = (fns, build(lambda inputs: template.with_inputs(**inputs)), template)
+        _SHARED[key] = hit        # holds `fns` and the template: their ids stay unique
+        while len(_SHARED) > _MAX_SHARED:
+            _SHARED.pop(next(iter(_SHARED)))
+        return hit[1], True
     store = getattr(kernel, "__dict__", None)
     if store is None:
-        return build()
+        return build(lambda inputs: kernel), False
     cache = store.setdefault("_hmc_lib_compiled", {})
-    key = (settings, tuple(None if f is None else id(f) for f in fns))
+    key = (settings, fn_key)
     hit = cache.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], fns)):
-        return hit[1]
-    compiled = build()
+        return hit[1], False
+    compiled = build(lambda inputs: kernel)
     cache[key] = (fns, compiled)   # holds `fns`, so no other function can take their ids
     while len(cache) > _MAX_COMPILED_PER_KERNEL:
         cache.pop(next(iter(cache)))
-    return compiled
+    return compiled, False
 
 
 def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
            previous_kernel_results=None, trace_fn=None, keep_fn=None, chunk_size=None,
-           jit_compile=True, progress=False):
+           jit_compile=True, progress=False, warn=True):
     """Runs `kernel` and returns `(samples, trace)`.
 
     Args:
       kernel: a `tfp.mcmc.TransitionKernel` (ours or TFP's, wrapped or not).
       num_results: number of draws kept.
-      current_state: `[chains, dim]` tensor, or a list of `[chains, ...]` tensors.
+      current_state: `[chains, dim]` tensor, or a list of `[chains, ...]` tensors (the
+        pseudo-marginal `[theta, u]`); for a kernel built on a `hmc_lib.Model` or a TFP joint
+        distribution, the state in the model's structure and constrained space (each part
+        `[chains, ...]`), and then the draws come back the same way.
       num_burnin_steps: steps run and discarded first.
       seed: int or `[2]` int tensor; the same seed gives the same chains.
       previous_kernel_results: results to continue from (default: `bootstrap_results`).
@@ -120,6 +203,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
       chunk_size: steps per compiled call (default: a fifth of `num_results`).
       jit_compile: compile with XLA.
       progress: show a tqdm progress bar over chunks.
+      warn: issue one `RuntimeWarning` line, with counts, when transitions diverged, the
+        acceptance was below 0.1, or a chain never moved (`run_warnings`).
     Returns:
       samples: numpy, `[num_results, chains, ...]` per kept part.
       trace: dict of numpy arrays `[num_results, chains]` per traced field, plus
@@ -128,6 +213,7 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         `final_state` and `final_kernel_results` (tensors, to continue the run).
     """
     _checks.positive_int(num_results, "num_results")
+    model, current_state = _to_flat(kernel, current_state)
     if not isinstance(num_burnin_steps, (int, np.integer)) or num_burnin_steps < 0:
         raise ValueError(f"`num_burnin_steps` must be an integer >= 0, got {num_burnin_steps!r}")
     if chunk_size is None:
@@ -141,9 +227,10 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     trace_fn = trace_fn or _default_trace_fn(_trace_fields(kernel))
     keep_fn = keep_fn or (lambda s: s)
 
-    def run_chunk(state, results, seeds, num_active):
+    def run_chunk(kernel_of, state, results, seeds, num_active, inputs):
         # Runs `chunk_size` iterations; those at or past `num_active` leave the state as it
         # is, so a partial last chunk needs no second compilation.
+        kernel = kernel_of(inputs)
         kept0 = keep_fn(state)
         trace0 = trace_fn(state, results)
         arrays = lambda struct: tf.nest.map_structure(
@@ -164,8 +251,11 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
         stack = lambda tas: tf.nest.map_structure(lambda ta: ta.stack(), tas)
         return state, results, stack(kept), stack(traced)
 
-    compiled = _compiled(kernel, (chunk_size, bool(jit_compile)), user_fns,
-                         lambda: tf.function(run_chunk, jit_compile=jit_compile, autograph=False))
+    compiled, shared = compiled_chunk(
+        kernel, ("sample", chunk_size, bool(jit_compile)), user_fns,
+        lambda kernel_of: tf.function(functools.partial(run_chunk, kernel_of),
+                                      jit_compile=jit_compile, autograph=False))
+    inputs = kernel.input_values(tf.nest.flatten(state)[0].dtype) if shared else {}
     num_burnin_chunks = math.ceil(num_burnin_steps / chunk_size)
     num_result_chunks = math.ceil(num_results / chunk_size)
     total = num_burnin_chunks + num_result_chunks
@@ -184,7 +274,8 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     for c, (first, active) in chunks:
         start = time.perf_counter()
         state, results, kept, traced = compiled(
-            state, results, seeds[first:first + chunk_size], tf.constant(active, tf.int32))
+            state, results, seeds[first:first + chunk_size], tf.constant(active, tf.int32),
+            inputs)
         kept, traced = tf.nest.map_structure(lambda t: t.numpy()[:active], (kept, traced))
         times.append(time.perf_counter() - start)
         if c >= num_burnin_chunks:
@@ -200,12 +291,26 @@ def sample(kernel, num_results, current_state, num_burnin_steps=0, seed=0,
     samples = tf.nest.map_structure(concat, *kept_chunks)
     trace = tf.nest.map_structure(concat, *trace_chunks) if trace_chunks[0] else {}
     trace = dict(trace)
+    if warn:
+        run_warnings("sample", trace.get("is_divergent"), trace.get("is_accepted"), samples)
+    if model is not None and user_fns[1] is None:
+        samples = model.from_flat(samples)
     trace.update(
         seconds=float(np.sum(result_times)),
         burnin_seconds=float(np.sum(times[:num_burnin_chunks])),
         compile_seconds=compile_seconds, num_chunks=total, chunk_size=chunk_size,
-        final_state=state, final_kernel_results=results)
+        learned=_is_learned(kernel), final_state=state, final_kernel_results=results)
     return samples, trace
+
+
+def _is_learned(kernel):
+    """Whether `kernel` (or a kernel it wraps) is a learned sampler (`Kernel.learned`)."""
+    k = kernel
+    while k is not None:
+        if getattr(k, "learned", False):
+            return True
+        k = getattr(k, "inner_kernel", None)
+    return False
 
 
 # ------------------------------------------------------------------ run until the gate passes
@@ -333,6 +438,7 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
         raise ValueError(f"`chunk_draws` ({chunk_draws}) must be <= `max_draws` ({max_draws})")
     gate = gate or (lambda kept: diagnostics.convergence(_flat_draws(kept)))
     keep = keep_fn or (lambda s: s)
+    model, current_state = _to_flat(kernel, current_state)
     state = _check_state(current_state)
     base_seed = tfp.random.sanitize_seed(
         tf.constant([int(seed), 0], tf.int32) if isinstance(seed, (int, np.integer)) else seed)
@@ -373,10 +479,12 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
                        num_burnin_steps=num_burnin_steps if k == 0 else 0,
                        seed=tf.random.experimental.stateless_fold_in(base_seed, k),
                        previous_kernel_results=results, trace_fn=trace_fn, keep_fn=keep_fn,
-                       chunk_size=chunk_size, jit_compile=jit_compile, progress=False)
+                       chunk_size=chunk_size, jit_compile=jit_compile, progress=False,
+                       warn=False)
         state, results = tr.pop("final_state"), tr.pop("final_kernel_results")
         run_keys = {key: tr.pop(key) for key in list(tr) if key in (
-            "seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size")}
+            "seconds", "burnin_seconds", "compile_seconds", "num_chunks", "chunk_size",
+            "learned")}
         kept = s if kept is None else tf.nest.map_structure(
             lambda a, b: np.concatenate([a, b], 0), kept, s)
         trace = tr if not trace else {key: np.concatenate([trace[key], tr[key]], 0)
@@ -405,10 +513,13 @@ def sample_until(kernel, current_state, seed, chunk_draws, max_draws, max_grad_e
             _save_checkpoint(checkpoint, meta, state, results, kept, trace)
             last_write = time.perf_counter()
 
+    run_warnings("sample_until", trace.get("is_divergent"), trace.get("is_accepted"), kept)
+    if model is not None and keep_fn is None:
+        kept = model.from_flat(kept)
     out = dict(trace)
     out.update(seconds=meta["seconds"], burnin_seconds=meta["burnin_seconds"],
                compile_seconds=meta["compile_seconds"], final_state=state,
                final_kernel_results=results, convergence=gate(kept), stopped=stopped,
                history=list(history), resumed_draws=resumed_draws,
-               elapsed_seconds=meta["elapsed"])
+               elapsed_seconds=meta["elapsed"], learned=_is_learned(kernel))
     return kept, out

@@ -24,11 +24,45 @@ def available():
                   if m.name not in _NOT_BENCHMARKS and not m.name.startswith("_"))
 
 
-def run(name, scale):
-    """Runs benchmark `name` at `scale`; returns its rows."""
+#: measured wall clock of each benchmark per scale, on 2 cores (shown by `--help`); a
+#: benchmark missing here has not been timed
+DURATIONS = {}
+
+
+def _module(name):
     if name not in available():
         raise ValueError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
-    rows = importlib.import_module(f"hmc_lib.bench.{name}").run(scale)
+    return importlib.import_module(f"hmc_lib.bench.{name}")
+
+
+def _doc(name):
+    import ast
+    import pathlib
+    import hmc_lib.bench as pkg
+    path = pathlib.Path(pkg.__path__[0]) / f"{name}.py"
+    return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+
+
+def summary(name):
+    """The first sentence of benchmark `name`'s docstring (read without importing it)."""
+    first = " ".join(_doc(name).split("\n\n")[0].split())
+    for prefix in (f"Benchmark `{name}`: ", "Benchmark: "):
+        first = first.removeprefix(prefix)
+    return first[:80] + ("…" if len(first) > 80 else "")
+
+
+def describe(name):
+    """What benchmark `name` runs (its docstring) and how long it takes at each scale."""
+    times = DURATIONS.get(name)
+    when = ("Measured wall clock on 2 cores: " + "; ".join(
+        f"{s} {times[s]}" for s in ("ci", "book", "paper") if s in times)
+        if times else "Wall clock: not measured yet.")
+    return _doc(name) + "\n\n" + when
+
+
+def run(name, scale):
+    """Runs benchmark `name` at `scale`; returns its rows."""
+    rows = _module(name).run(scale)
     for r in rows:
         missing = [f for f in FIELDS if f not in r]
         if missing:

@@ -9,7 +9,11 @@ ci).
 data: `grad_evals` = `train_grad_evals` + `sample_grad_evals`, and `ess_per_grad` divides the
 minimum ESS by it; `ess_per_sample_grad` leaves the training data out; `ess_per_potential`
 divides by the true log-density evaluations of the run; HNN-NUTS rows add
-`fallback_rate`, `hnn_fraction` and `grads_per_true_tree`. The 10× goal (chapter 7) is
+`fallback_rate`, `hnn_fraction` and `grads_per_true_tree`. Every sampler runs until its
+chains pass the convergence gate or its budget is spent (`experiments.run_until`); each row
+carries the gate's reading (`rhat_max`, `ess_bulk_min`, `ess_tail_min`, `converged`), the
+draws per chain and why the run `stopped`, and the exactness checks of `experiments.
+moment_fields`. Only converged rows may feed a verdict. The 10× goal (chapter 7) is
 `ess_per_grad` (or, training left out, `ess_per_sample_grad`) of `hnn_nuts` or
 `hnn_nuts_exact` over `nuts`'s `ess_per_grad` on the same target
 (`hmc_lib.hnn.experiments.goal_verdict`). Settings: `hmc_lib.hnn.experiments`.

@@ -65,14 +65,23 @@ def applies(method, target):
 
 
 def settings(scale=None):
-    """Run sizes at `scale` (a dict; see the module docstring of `hmc_lib.compare.runner`)."""
+    """Run sizes at `scale` (a dict; see the module docstring of `hmc_lib.compare.runner`).
+
+    `budget`: what one sampling run may spend before it is called "did not converge"
+    (`sample_until`): `chunk_draws` draws per chain between readings of the gate, at most
+    `max_draws` draws per chain and `grads_per_chain[target]` (B; `default` for targets
+    not listed) true gradients per chain."""
     p = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
     return dict(
-        chains=p(8, 16, 32),
+        chains=p(8, 16, 16),
         training_seeds=p(2, 3, 3),         # per learned method (the book's rule: >= 3)
-        warmup=p(100, 200, 1000),          # NUTS warm-up (Stan's windows) shared by our methods
+        warmup=p(100, 400, 1000),          # NUTS warm-up (Stan's windows) shared by our methods
+        target_accept=0.8,                 # the warm-up's acceptance statistic (Stan's default)
+        retry_accept=0.95,                 # ... after divergences in a probe after it
+        probe_draws=p(50, 200, 1000),      # NUTS draws of that probe (not kept)
         hmc_warmup=p(40, 100, 300),        # HMC's own step-size warm-up (mass from NUTS's)
-        draws=p(100, 400, 2000),
+        budget=dict(chunk_draws=p(50, 100, 500), max_draws=p(100, 800, 10_000),
+                    grads_per_chain=dict(default=p(1e4, 1e5, 1e6))),
         max_tree_depth=p(6, 8, 10),
         max_hmc_steps=p(30, 50, 100),      # cap on HMC's L (L = NUTS's median trajectory)
         l2hmc=dict(train_steps=p(40, 200, 2000), num_leapfrog_steps=10,
@@ -85,7 +94,9 @@ def settings(scale=None):
                  batch_size=p(256, 512, 1000), learning_rate=5e-3,
                  max_hnn_error=1000.0),      # HNN-NUTS's exact monitor (chapter 7)
         glmm=dict(num_individuals=p(50, 200, 500), num_importance=p(16, 32, 128),
-                  warmup=p(40, 100, 300), draws=p(30, 100, 500), num_leapfrog_steps=10,
-                  max_tree_depth=p(4, 5, 6), chains=p(4, 4, 8)),
+                  warmup=p(40, 100, 300), num_leapfrog_steps=10,
+                  max_tree_depth=p(4, 5, 6), chains=p(4, 4, 8),
+                  budget=dict(chunk_draws=p(20, 50, 250), max_draws=p(60, 500, 5_000),
+                              grads_per_chain=dict(default=p(1e3, 1e4, 1e5)))),
         logreg=dict(num_data=p(1000, 2000, 5000), num_features=p(10, 20, 50)),
     )

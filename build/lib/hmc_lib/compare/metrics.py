@@ -1,14 +1,12 @@
 """Measures of the comparison: bias against ground truth, break-even, amortised ESS per second;
 and the guidance built on them that must hold for every training seed (`worst`, `converged`,
-`amortised_range`, `winner`)."""
+`amortised_range`, `winner`, `paired`). A cell counts only if it passed the convergence gate
+(`hmc_lib.diagnostics.convergence`; a learned cell at every training seed): its `converged`
+field."""
 
 from typing import NamedTuple
 
 import numpy as np
-
-#: a run whose largest split R̂ (`hmc_lib.diagnostics.rhat`) exceeds this has not converged:
-#: its chains disagree, and its ESS and rates mean little
-RHAT_OK = 1.1
 
 
 class Bias(NamedTuple):
@@ -90,8 +88,22 @@ def worst(record, field, high=True):
 
 
 def converged(records):
-    """The applicable records whose largest R̂ is at most `RHAT_OK` at every training seed."""
-    return [r for r in records if _field(r, "applicable") and worst(r, "rhat_max") <= RHAT_OK]
+    """The applicable records that passed the convergence gate (learned ones at every
+    training seed: the record's `converged`)."""
+    return [r for r in records if _field(r, "applicable") and bool(_field(r, "converged"))]
+
+
+def paired(records, a, b, field):
+    """`{target: (record_a, record_b)}` for every target on which methods `a` and `b` both
+    passed the gate, in the records' target order: the pairs a comparison of `field` (for
+    instance `ess_per_second`) may draw on. Raises `ValueError` for an unknown `field`."""
+    records = list(records)
+    if records and field not in (records[0] if isinstance(records[0], dict)
+                                 else records[0]._fields):
+        raise ValueError(f"unknown `field` {field!r}")
+    ok = {(_field(r, "target"), _field(r, "method")): r for r in converged(records)}
+    targets = list(dict.fromkeys(_field(r, "target") for r in records))
+    return {t: (ok[t, a], ok[t, b]) for t in targets if (t, a) in ok and (t, b) in ok}
 
 
 def amortised_range(record, ess_wanted):

@@ -24,23 +24,40 @@ class Digits(NamedTuple):
     test_labels: np.ndarray
 
 
-def check_images(x, name="x"):
-    """Returns `x` as float32 `[n, 64]` after checking it is a batch of binary 8×8 images.
+#: the image shapes the DLGM takes (8×8 digits, 28×28 MNIST), by number of pixels
+SHAPES = {64: (8, 8), 784: (28, 28)}
 
-    Accepts `[n, 64]` or `[n, 8, 8]`. Raises ValueError naming `name` for any other shape,
-    for non-finite values, or for values other than 0 and 1.
+
+def image_shape(data_dim):
+    """(height, width) of an image of `data_dim` pixels (64 or 784)."""
+    if data_dim not in SHAPES:
+        raise ValueError(f"`data_dim` must be one of {sorted(SHAPES)}, got {data_dim}")
+    return SHAPES[data_dim]
+
+
+def check_images(x, name="x", grey=False):
+    """Returns `x` as float32 `[n, D]` after checking it is a batch of binary images (or,
+    with `grey=True`, of grey levels in [0, 1], for dynamic binarisation).
+
+    Accepts `[n, D]` with D = 64 or 784, or `[n, 8, 8]` / `[n, 28, 28]`. Raises ValueError
+    naming `name` for any other shape, for non-finite values, or for values other than 0
+    and 1 (outside [0, 1] with `grey`).
     """
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
                                    or arr.dtype == bool):
         raise TypeError(f"`{name}` must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[1:] == IMAGE_SHAPE:
-        arr = arr.reshape(arr.shape[0], DATA_DIM)
-    if arr.ndim != 2 or arr.shape[1] != DATA_DIM or arr.shape[0] < 1:
-        raise ValueError(f"`{name}` must have shape [n, {DATA_DIM}] or [n, 8, 8] with n >= 1, "
-                         f"got {list(arr.shape)}")
+    if arr.ndim == 3 and arr.shape[1:] in SHAPES.values():
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim != 2 or arr.shape[1] not in SHAPES or arr.shape[0] < 1:
+        raise ValueError(f"`{name}` must have shape [n, 64], [n, 784], [n, 8, 8] or "
+                         f"[n, 28, 28] with n >= 1, got {list(arr.shape)}")
     arr = arr.astype(np.float32)
-    if not np.all((arr == 0) | (arr == 1)):
+    if grey:
+        if not np.all((arr >= 0) & (arr <= 1)):
+            bad = arr[~((arr >= 0) & (arr <= 1))].ravel()[0]
+            raise ValueError(f"`{name}` must hold grey levels in [0, 1]; found {bad!r}")
+    elif not np.all((arr == 0) | (arr == 1)):
         bad = arr[(arr != 0) & (arr != 1)].ravel()[0]
         raise ValueError(f"`{name}` must be binary (0 or 1); found the value {bad!r}")
     return arr

@@ -63,63 +63,75 @@ def ais(log_joint_fn, x, latent_dim, num_temperatures, num_chains, seed, step_si
         temperature (a its chains' acceptance), so it follows the narrowing posterior;
         with `adapt=False` the step size is fixed (the weights are then exactly unbiased).
     """
+    return make_ais(log_joint_fn, latent_dim, num_temperatures, num_chains, step_size,
+                    num_leapfrog_steps, adapt, dtype)(x, seed)
+
+
+def make_ais(log_joint_fn, latent_dim, num_temperatures, num_chains, step_size=0.1,
+             num_leapfrog_steps=5, adapt=True, dtype=tf.float32):
+    """`ais` with everything but the data and the seed fixed: returns `run(x, seed)` ->
+    `AISResult`, whose graph is traced once per shape of `x` (tracing costs about a second,
+    more than a small run). `log_joint_fn` is read when the graph is traced: pass one whose
+    variables change (a model whose weights are copied in), not a new function per call."""
     _checks.positive_int(latent_dim, "latent_dim")
     _checks.positive_int(num_chains, "num_chains")
     _checks.positive_int(num_leapfrog_steps, "num_leapfrog_steps")
     _checks.positive_float(step_size, "step_size")
     betas = tf.constant(sigmoid_schedule(num_temperatures), dtype)
-    x = tf.cast(x, dtype)
-    batch = tf.shape(x)[0]
-    seed = tf.constant([int(seed), 0], tf.int32) if np.ndim(seed) == 0 else seed
-    seeds = tf.random.experimental.stateless_split(seed, num_temperatures + 1)
-    z = tf.random.stateless_normal([num_chains, batch, latent_dim], seed=seeds[0], dtype=dtype)
-    xs = tf.broadcast_to(x, tf.concat([[num_chains], tf.shape(x)], 0))
 
-    def log_lik(z):
+    def log_lik(xs, z):
         return log_joint_fn(xs, z) - model_lib.standard_normal_log_prob(z)
 
-    def tempered(beta):
-        def fn(z):
-            ll = log_lik(z)
-            return ll, model_lib.standard_normal_log_prob(z) + beta * ll
-        return fn
-
-    def body(t, z, log_w, eps, acc_sum):
-        beta_prev, beta = betas[t - 1], betas[t]
-        ll = log_lik(z)
-        log_w = log_w + (beta - beta_prev) * ll
-        fn = tempered(beta)
-        value, grad = integrators.value_and_grad(lambda z: fn(z)[1])(z)
-        v_seed, a_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[t], 2))
-        v = tf.random.stateless_normal(tf.shape(z), seed=v_seed, dtype=dtype)
-        end = integrators.leapfrog_trajectory(
-            integrators.LeapfrogState(z, v, value, grad),
-            integrators.value_and_grad(lambda z: fn(z)[1]), eps[:, None], num_leapfrog_steps)
-        lar = (end.value - value + metropolis.kinetic_energy(v)
-               - metropolis.kinetic_energy(end.momentum))
-        decision = metropolis.decide(lar, a_seed, end.position)
-        z = metropolis.choose(decision.is_accepted, end.position, z)
-        acc = tf.reduce_mean(tf.cast(decision.is_accepted, dtype), 0)   # [B]
-        if adapt:
-            eps = eps * tf.exp(0.5 * (acc - 0.65))
-        return t + 1, z, log_w, eps, acc_sum + acc
-
-    eps0 = tf.fill([batch], tf.constant(step_size, dtype))
+    def tempered(xs, beta):
+        return lambda z: model_lib.standard_normal_log_prob(z) + beta * log_lik(xs, z)
 
     @tf.function(autograph=False)
-    def anneal(z, eps0):
-        return tf.while_loop(
+    def anneal(x, seed):
+        batch = tf.shape(x)[0]
+        seeds = tf.random.experimental.stateless_split(seed, num_temperatures + 1)
+        z = tf.random.stateless_normal([num_chains, batch, latent_dim], seed=seeds[0],
+                                       dtype=dtype)
+        xs = tf.broadcast_to(x, tf.concat([[num_chains], tf.shape(x)], 0))
+
+        def body(t, z, log_w, eps, acc_sum):
+            beta_prev, beta = betas[t - 1], betas[t]
+            log_w = log_w + (beta - beta_prev) * log_lik(xs, z)
+            fn = integrators.value_and_grad(tempered(xs, beta))
+            value, grad = fn(z)
+            v_seed, a_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[t], 2))
+            v = tf.random.stateless_normal(tf.shape(z), seed=v_seed, dtype=dtype)
+            end = integrators.leapfrog_trajectory(
+                integrators.LeapfrogState(z, v, value, grad), fn, eps[:, None],
+                num_leapfrog_steps)
+            lar = (end.value - value + metropolis.kinetic_energy(v)
+                   - metropolis.kinetic_energy(end.momentum))
+            decision = metropolis.decide(lar, a_seed, end.position)
+            z = metropolis.choose(decision.is_accepted, end.position, z)
+            acc = tf.reduce_mean(tf.cast(decision.is_accepted, dtype), 0)   # [B]
+            if adapt:
+                eps = eps * tf.exp(0.5 * (acc - 0.65))
+            return t + 1, z, log_w, eps, acc_sum + acc
+
+        eps0 = tf.fill([batch], tf.constant(step_size, dtype))
+        _, z, log_w, _, acc_sum = tf.while_loop(
             lambda t, *_: t <= num_temperatures, body,
             (tf.constant(1), z, tf.zeros([num_chains, batch], dtype), eps0,
              tf.zeros([batch], dtype)))
+        return log_w, acc_sum
 
-    # each call builds a fresh loop; keep TF's "frequent retracing" warning off the page
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        _, z, log_w, _, acc_sum = anneal(z, eps0)
-    finally:
-        logger.setLevel(level)
-    log_marginal = tf.reduce_logsumexp(log_w, 0) - tf.math.log(tf.cast(num_chains, dtype))
-    return AISResult(log_marginal, log_w, acc_sum / num_temperatures)
+    def run(x, seed):
+        x = tf.cast(x, dtype)
+        seed = tf.constant([int(seed), 0], tf.int32) if np.ndim(seed) == 0 else seed
+        # a fresh `make_ais` per call retraces; keep TF's "frequent retracing" warning quiet
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            log_w, acc_sum = anneal(x, tf.convert_to_tensor(seed, tf.int32))
+        finally:
+            logger.setLevel(level)
+        log_marginal = (tf.reduce_logsumexp(log_w, 0)
+                        - tf.math.log(tf.cast(num_chains, dtype)))
+        return AISResult(log_marginal, log_w, acc_sum / num_temperatures)
+
+    return run

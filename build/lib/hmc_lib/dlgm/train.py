@@ -16,6 +16,7 @@ One training step = one minibatch; steps run in compiled chunks (XLA) between he
 evaluations; a tqdm bar shows progress.
 """
 
+import hashlib
 import math
 import time
 
@@ -97,14 +98,17 @@ def _variables(model):
             dyn_vars)
 
 
-def _step_fn(model, train_x, batch_size, optimizer, learning_rate, esjd_scale):
+def _step_fn(model, train_x, batch_size, optimizer, learning_rate, esjd_scale, dynamic=False):
     enc_vars, dec_vars, dyn_vars = _variables(model)
     n_train = train_x.shape[0]
 
     def step(step_seed):
-        s_idx, s_enc, s_mc = tf.unstack(tf.random.experimental.stateless_split(step_seed, 3))
+        s_idx, s_enc, s_mc, s_bin = tf.unstack(
+            tf.random.experimental.stateless_split(step_seed, 4))
         idx = tf.random.stateless_uniform([batch_size], s_idx, 0, n_train, tf.int32)
         x = tf.gather(train_x, idx)
+        if dynamic:   # a fresh binarisation of every minibatch: pixel ~ Bernoulli(grey level)
+            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), s_bin) < x, x.dtype)
         with tf.GradientTape(persistent=True) as tape:
             z0, log_q = model.encoder.sample(x, s_enc)
             elbo = tf.reduce_mean(model.log_joint(x, z0) - log_q)
@@ -157,11 +161,11 @@ class _Workspace:
     names = ("loss", "elbo", "acceptance", "sampler_loss", "step_size")
 
     def __init__(self, config, train_np, test, batch_size, learning_rate, esjd_scale, chunk,
-                 eval_samples, jit_compile):
+                 eval_samples, jit_compile, dynamic=False):
         self.model = DLGM(seed=0, **config)
         self.optimizer = Adam(sum(_variables(self.model), []))
         step = _step_fn(self.model, tf.constant(train_np), batch_size, self.optimizer,
-                        learning_rate, esjd_scale)
+                        learning_rate, esjd_scale, dynamic)
         names = self.names
 
         def run_chunk(chunk_seeds):
@@ -195,47 +199,82 @@ class _Workspace:
         """Copies the trained weights out into `target` (a `DLGM` of the same configuration)."""
         _reuse.copy_weights(self.model, target)
 
+    def state(self):
+        """Every weight (the step size included) and the optimizer's state, numpy."""
+        return dict(weights=[v.numpy() for v in self.model.variables],
+                    m=[v.numpy() for v in self.optimizer.m],
+                    v=[v.numpy() for v in self.optimizer.v],
+                    iterations=self.optimizer.iterations.numpy())
+
+    def restore(self, state):
+        """Sets what `state()` returned."""
+        for var, value in zip(self.model.variables, state["weights"]):
+            var.assign(value)
+        for slots, values in ((self.optimizer.m, state["m"]), (self.optimizer.v, state["v"])):
+            for var, value in zip(slots, values):
+                var.assign(value)
+        self.optimizer.iterations.assign(state["iterations"])
+
 
 #: the workspaces per configuration (model, data, optimizer and chunk settings): one at a
 #: time keeps memory flat
 _WORKSPACES = _reuse.Cache(maxsize=1)
 
 
+def _data_key(arr):
+    """A hashable stand-in for a data array (dtype, shape and a digest of its bytes)."""
+    if arr is None:
+        return None
+    return (arr.dtype.str, arr.shape, hashlib.sha1(np.ascontiguousarray(arr)).hexdigest())
+
+
 def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
           learning_rate=1e-3, eval_every=200, eval_samples=200, latent_dim=2,
           hidden_units=(64, 64), num_transitions=1, num_leapfrog_steps=5, step_size=0.1,
           sampler_hidden_units=(32, 32), esjd_scale=0.1, seed=0, progress=True,
-          jit_compile=False):
+          jit_compile=False, dynamic=False, checkpoint=None, checkpoint_seconds=120.0):
     """Trains one model; returns `(model, history)`.
 
     Args:
       kind: "vae", "hmc" or "l2hmc".
-      train_x: binary images `[N, 64]` (or `[N, 8, 8]`). test_x: held-out images for the
-        log-likelihood curve (optional).
+      train_x: binary images `[N, D]` (D = 64 or 784, or `[N, 8, 8]`, `[N, 28, 28]`); with
+        `dynamic=True`, grey levels in [0, 1] instead, and every minibatch is a fresh
+        binarisation (pixel ~ Bernoulli(grey level): "dynamically binarised" MNIST).
+      test_x: binary held-out images for the log-likelihood curve (optional).
       num_train_steps, batch_size, learning_rate: Adam on minibatches drawn with replacement.
       eval_every, eval_samples: the held-out IWAE estimate every `eval_every` steps with
         `eval_samples` importance samples.
-      latent_dim, hidden_units, num_transitions, num_leapfrog_steps, step_size,
-        sampler_hidden_units: the `DLGM`.
+      latent_dim, hidden_units, num_transitions, num_leapfrog_steps, step_size: the `DLGM`.
+      sampler_hidden_units: the `DLGM`'s sampler network.
       esjd_scale: λ² of L2HMC's loss.
       seed: int; the same seed gives the same model and history on one machine.
       jit_compile: compile the chunks with XLA. Off by default: on the book's 2-core
         machine XLA took twice as long to compile the L2HMC step (≈40 s) and was not faster
         per step than TensorFlow's graph mode.
+      checkpoint: a path (`.npz`): the weights, optimizer state, step and history so far are
+        written there (`records.save_tree`) every `checkpoint_seconds` and at the end, and a
+        run started again with the same arguments resumes from it, to the same result as a
+        run never interrupted (every minibatch and random draw is a function of `seed` and
+        the step).
     Returns:
-      `history`: numpy arrays `[num_train_steps]` for `loss` (the decoder's objective:
-      −ELBO for the VAE, −log p(x, z_T) otherwise), `elbo`, `acceptance`, `step_size`,
-      `sampler_loss`; `eval_steps` and `held_out` (mean IWAE log-likelihood, nats) at each
-      evaluation; scalars `train_seconds`, `grad_evals` (∇_z log p evaluations, all data
-      points together).
+      model: the trained `DLGM`.
+      history: numpy arrays `[num_train_steps]` for `loss` (the decoder's objective:
+        −ELBO for the VAE, −log p(x, z_T) otherwise), `elbo`, `acceptance`, `step_size`,
+        `sampler_loss`; `eval_steps` and `held_out` (mean IWAE log-likelihood, nats) at each
+        evaluation; scalars `train_seconds` (this process's), `grad_evals` (∇_z log p
+        evaluations, all data points together).
     """
-    train_np = data_lib.check_images(train_x, "train_x")
+    train_np = data_lib.check_images(train_x, "train_x", grey=bool(dynamic))
     test = None if test_x is None else data_lib.check_images(test_x, "test_x")
+    if test is not None and test.shape[1] != train_np.shape[1]:
+        raise ValueError(f"`test_x` has {test.shape[1]} pixels per image, `train_x` "
+                         f"{train_np.shape[1]}")
     for name, value in (("num_train_steps", num_train_steps), ("batch_size", batch_size),
                         ("eval_every", eval_every), ("eval_samples", eval_samples)):
         _checks.positive_int(value, name)
     _checks.positive_float(learning_rate, "learning_rate")
     _checks.positive_float(esjd_scale, "esjd_scale")
+    _checks.positive_float(checkpoint_seconds, "checkpoint_seconds")
     config = dict(kind=kind, latent_dim=latent_dim, hidden_units=tuple(hidden_units),
                   num_transitions=num_transitions, num_leapfrog_steps=num_leapfrog_steps,
                   step_size=step_size, sampler_hidden_units=tuple(sampler_hidden_units),
@@ -243,9 +282,8 @@ def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
     model = DLGM(seed=seed, **config)   # the result: fresh weights for this seed
     chunk = min(int(eval_every), int(num_train_steps))
     args = (int(batch_size), float(learning_rate), float(esjd_scale), chunk, int(eval_samples),
-            bool(jit_compile))
-    settings = (tuple(sorted(config.items())), _reuse.as_key(train_np), _reuse.as_key(test),
-                args)
+            bool(jit_compile), bool(dynamic))
+    settings = (tuple(sorted(config.items())), _data_key(train_np), _data_key(test), args)
     work = _WORKSPACES.get((), settings, lambda: _Workspace(config, train_np, test, *args))
     work.reset(model)
     num_chunks = math.ceil(num_train_steps / chunk)
@@ -254,21 +292,46 @@ def train(kind, train_x, test_x=None, num_train_steps=2000, batch_size=100,
                        [num_chunks, chunk, 2])
     names = _Workspace.names
     compiled, evaluate = work.compiled, work.evaluate
-    chunks = range(num_chunks)
+    # the history as fixed-size arrays, so that a checkpoint has a fixed structure
+    hist = {n: np.zeros(num_chunks * chunk, np.float32) for n in names}
+    held_out = np.zeros(num_chunks)
+    first = 0
+    if checkpoint is not None:
+        from hmc_lib import records
+        like = dict(state=work.state(), hist=hist, held_out=held_out, done=np.int64(0))
+        saved = records.load_tree(checkpoint, like)
+        if saved is not None:
+            work.restore(saved["state"])
+            hist = {n: np.array(saved["hist"][n]) for n in names}
+            held_out = np.array(saved["held_out"])
+            first = int(saved["done"])
+
+    def save(done):
+        from hmc_lib import records
+        records.save_tree(checkpoint, dict(state=work.state(), hist=hist, held_out=held_out,
+                                           done=np.int64(done)))
+
+    chunks = range(first, num_chunks)
     if progress:
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc=f"training {kind}", leave=False)
-    records, eval_steps, held_out = [], [], []
-    start = time.perf_counter()
+    start = last_save = time.perf_counter()
     for c in chunks:
-        records.append({n: v.numpy() for n, v in compiled(seeds[c]).items()})
+        out = compiled(seeds[c])
+        for n in names:
+            hist[n][c * chunk:(c + 1) * chunk] = out[n].numpy()
         if evaluate is not None:
-            eval_steps.append(min((c + 1) * chunk, num_train_steps))
-            held_out.append(float(evaluate(root[1] + c)))
+            held_out[c] = float(evaluate(root[1] + c))
+        if checkpoint is not None and (time.perf_counter() - last_save >= checkpoint_seconds
+                                       or c == num_chunks - 1):
+            save(c + 1)
+            last_save = time.perf_counter()
     train_seconds = time.perf_counter() - start
     work.copy_to(model)
-    history = {n: np.concatenate([r[n] for r in records])[:num_train_steps] for n in names}
-    history.update(eval_steps=np.asarray(eval_steps), held_out=np.asarray(held_out),
+    history = {n: hist[n][:num_train_steps] for n in names}
+    eval_steps = np.minimum((np.arange(num_chunks) + 1) * chunk, num_train_steps)
+    history.update(eval_steps=eval_steps if evaluate is not None else np.zeros(0, int),
+                   held_out=held_out if evaluate is not None else np.zeros(0),
                    train_seconds=float(train_seconds),
                    grad_evals=int(num_train_steps * batch_size * model.grad_evals_per_step()))
     return model, history

@@ -1,4 +1,4 @@
-"""Hamiltonian neural networks as samplers (PAPERS.md §3.3–3.5).
+"""Hamiltonian neural networks as samplers (chapter 7).
 
 - `HNN`: the network (separable Ũ(q) + ½|p|², or Dhulipala's latent Ĥ(q, p)).
 - `collect`: training data from chained true-leapfrog trajectories; `train`: Chen's

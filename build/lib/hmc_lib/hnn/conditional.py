@@ -1,5 +1,5 @@
 """Chen's §8.2 proposal: an HNN that also takes the data as input, H̃(θ, ρ | y), trained once
-across simulated data sets and used on a new data set without retraining (PAPERS.md §3.4).
+across simulated data sets and used on a new data set without retraining (chapter 7).
 
 Worked on the Gaussian random-effects model (`targets.pseudo_marginal.
 gaussian_random_effects`: X_t ~ N(μ, σ_x²), y_tj | X_t ~ N(X_t, σ_y²), θ = (μ, log σ_x)),

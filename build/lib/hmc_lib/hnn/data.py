@@ -1,6 +1,6 @@
 """Training data for an HNN: chained leapfrog trajectories of the true Hamiltonian.
 
-Following Dhulipala et al. (2023) (PAPERS.md §3.4): each chain runs `num_trajectories`
+Following Dhulipala et al. (2023) (chapter 7): each chain runs `num_trajectories`
 trajectories of `num_steps` leapfrog steps with the **true** gradient, no Metropolis test,
 a fresh momentum p ~ N(0, I) for every trajectory, each trajectory starting where the last
 ended. Every leapfrog point gives one training example: the position q, the momentum p, and
@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from hmc_lib import _checks, _reuse
+from hmc_lib.targets import as_target
 from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
 
 
@@ -73,22 +74,24 @@ def _leapfrog_path(target, eps, num_steps):
     return trajectory
 
 
-def _pm_path(target, h, num_steps):
+def _pm_path(target, h, num_steps, full=False):
     """Compiled `(θ, u, ρ, p) -> (θ_end, u_end, θs, ρs, ∇_θ log p̂)`, the last three
-    `[chains, steps, theta_dim]`: one pseudo-marginal Strang trajectory."""
+    `[chains, steps, theta_dim]`: one pseudo-marginal Strang trajectory. With `full` it
+    also returns, each `[chains, steps, ...]`, the states' u, p, ∇_u log p̂ and log p(θ) +
+    log p̂ (for `collect_pm_states`; u is `[*u_shape]` per point, so only for small N)."""
     from hmc_lib.integrators import PMState, pm_trajectory
     vg = target.value_and_grad
 
     @tf.function(jit_compile=True)
     def trajectory(theta, u, rho, p):
-        state = PMState(theta, rho, u, p, *vg(theta, u))
-        qs, ps, gs = [], [], []
-        for _ in range(num_steps):
-            state = pm_trajectory(state, vg, h, 1)
-            qs.append(state.theta)
-            ps.append(state.rho)
-            gs.append(state.grad_theta)
-        return state.theta, state.u, tf.stack(qs, 1), tf.stack(ps, 1), tf.stack(gs, 1)
+        # a loop, not unrolled (an unrolled trajectory of a large u took minutes to compile)
+        path = tf.scan(lambda state, _: pm_trajectory(state, vg, h, 1), tf.range(num_steps),
+                       initializer=PMState(theta, rho, u, p, *vg(theta, u)))
+        stack = lambda name: tf.experimental.numpy.swapaxes(getattr(path, name), 0, 1)
+        out = (path.theta[-1], path.u[-1], stack("theta"), stack("rho"), stack("grad_theta"))
+        if full:
+            out += (stack("u"), stack("p"), stack("grad_u"), stack("value"))
+        return out
 
     return trajectory
 
@@ -108,19 +111,23 @@ def _finite_points(paths, dim):
     return [a.reshape(-1, dim) if i < 3 else a.reshape(-1) for i, a in enumerate(out)]
 
 
-def collect(target, initial, num_trajectories, num_steps, step_size, seed):
+def collect(target, initial, num_trajectories, num_steps, step_size, seed, dim=None):
     """Runs the chained trajectories and returns their points as `TrainingData`.
 
     Args:
-      target: a `Target` (its `log_prob` and `grad_log_prob` are used).
+      target: a `Target` (its `log_prob` and `grad_log_prob` are used), an `hmc_lib.Model`,
+        a TFP joint distribution, or a callable `[..., dim] -> [...]` with `dim`
+        (`targets.as_target`).
       initial: `[chains, dim]` starting positions (e.g. exact draws, or a guess).
       num_trajectories: trajectories per chain.
       num_steps: leapfrog steps per trajectory (Dhulipala: trajectory length / dt).
       step_size: ε (Dhulipala: dt = 0.02 ... 0.05).
       seed: int, for the momenta.
+      dim: the dimension, needed only when `target` is a plain callable.
     Returns:
       `TrainingData` with chains·num_trajectories·num_steps points, float64 arrays.
     """
+    target = as_target(target, dim, "target")
     _checks.positive_int(num_trajectories, "num_trajectories")
     _checks.positive_int(num_steps, "num_steps")
     _checks.positive_float(step_size, "step_size")
@@ -187,3 +194,74 @@ def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
     chains = int(theta.shape[0])
     return TrainingData(q, p, -g, p.copy(),
                         chains * int(num_trajectories) * (int(num_steps) + 1))
+
+
+class PMStates(NamedTuple):
+    """The whole extended state along pseudo-marginal trajectories (`collect_pm_states`),
+    float64 numpy arrays with leading axes `[paths, steps]` (paths = chains × trajectories,
+    steps in order along each trajectory): `theta`, `rho` `[..., theta_dim]`; `u`, `p`
+    `[..., *u_shape]`; `grad_theta`, `grad_u`: ∇_θ and ∇_u of log p(θ) + log p̂(y | θ, u);
+    `log_joint` `[paths, steps]`: that value. `grad_evals`: gradients of log p̂ spent.
+    `step_size`: the integrator's h (trajectory matching needs it)."""
+    theta: Any
+    rho: Any
+    u: Any
+    p: Any
+    grad_theta: Any
+    grad_u: Any
+    log_joint: Any
+    grad_evals: int
+    step_size: float
+
+    def split(self, fraction, seed=0):
+        """(train, held-out) split by whole paths; `fraction` of the paths are held out."""
+        n = self.theta.shape[0]
+        idx = np.random.default_rng(seed).permutation(n)
+        k = max(1, int(round(fraction * n)))
+        pick = lambda ix: self._replace(**{f: getattr(self, f)[ix] for f in (
+            "theta", "rho", "u", "p", "grad_theta", "grad_u", "log_joint")})
+        return pick(idx[k:]), pick(idx[:k])
+
+    def points(self, field):
+        """`field` flattened over paths and steps: `[paths·steps, ...]`."""
+        a = getattr(self, field)
+        return a.reshape(-1, *a.shape[2:])
+
+
+def collect_pm_states(target, theta, u, num_trajectories, num_steps, step_size, seed):
+    """Chained pseudo-marginal trajectories as `collect_pm` runs them, keeping the whole
+    extended state (θ, ρ, u, p) and both gradients at every step: the data of Chen's
+    variants that see u (`hmc_lib.hnn.variants`). u is kept per point, so use a target with
+    few importance draws. Arguments as `collect_pm`; returns `PMStates`, paths whose θ or
+    gradients are not finite somewhere dropped."""
+    _checks.positive_int(num_trajectories, "num_trajectories")
+    _checks.positive_int(num_steps, "num_steps")
+    _checks.positive_float(step_size, "step_size")
+    theta = _checks.floating(theta, "theta")
+    if theta.shape.rank != 2 or theta.shape[-1] != target.theta_dim:
+        raise ValueError(f"`theta` must have shape [chains, {target.theta_dim}], got "
+                         f"{theta.shape.as_list()}")
+    u = tf.convert_to_tensor(u, theta.dtype)
+    if tuple(u.shape[1:]) != tuple(target.u_shape) or u.shape[0] != theta.shape[0]:
+        raise ValueError(f"`u` must have shape [{theta.shape[0]}, "
+                         f"{', '.join(map(str, target.u_shape))}], got {u.shape.as_list()}")
+    trajectory = _TRAJECTORIES.get(
+        (target,), ("pm-full", _reuse.as_key(step_size), int(num_steps), theta.dtype.name),
+        lambda: _pm_path(target, tf.cast(step_size, theta.dtype), int(num_steps), full=True))
+    seeds = tf.random.experimental.stateless_split(_stateless(seed),
+                                                   2 * int(num_trajectories))
+    parts = []
+    for k in range(int(num_trajectories)):
+        rho = tf.random.stateless_normal(tf.shape(theta), seed=seeds[2 * k], dtype=theta.dtype)
+        p = tf.random.stateless_normal(tf.shape(u), seed=seeds[2 * k + 1], dtype=theta.dtype)
+        theta, u, *path = trajectory(theta, u, rho, p)
+        arrays = [np.asarray(t, np.float64) for t in path]
+        axes = lambda a: tuple(range(1, a.ndim))
+        ok = (np.all(np.isfinite(arrays[0]), axis=axes(arrays[0]))
+              & np.all(np.isfinite(arrays[2]), axis=axes(arrays[2]))
+              & np.all(np.isfinite(arrays[5]), axis=axes(arrays[5])))
+        parts.append([a[ok] for a in arrays])
+    th, rh, gt, uu, pp, gu, val = (np.concatenate(a) for a in zip(*parts))
+    chains = int(theta.shape[0])
+    return PMStates(th, rh, uu, pp, gt, gu, val,
+                    chains * int(num_trajectories) * (int(num_steps) + 1), float(step_size))

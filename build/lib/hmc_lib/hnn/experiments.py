@@ -1,5 +1,5 @@
 """Dhulipala et al.'s targets, the run sizes of chapter 7 and its benchmark, and the
-published numbers (PAPERS.md §3.4); also the chapter's other experiments: `run_glmm`
+published numbers (chapter 7); also the chapter's other experiments: `run_glmm`
 (HNN-PM-NUTS against PM-NUTS on the GLMM), `compare_variants` (Chen's HNN variants) and
 `run_conditional` (Chen's §8.2 data-conditioned HNN).
 
@@ -176,13 +176,14 @@ def get(name):
 
 
 @functools.lru_cache(maxsize=4)
-def _glmm(num_individuals, num_importance, seed):
+def _glmm(num_individuals, num_importance, seed, covariate_scale):
     """The GLMM of chapter 4 with this data seed, built once per process (see `_BUILT`)."""
     from hmc_lib.targets import pseudo_marginal as pmt
-    return pmt.glmm(num_individuals=num_individuals, num_importance=num_importance, seed=seed)
+    return pmt.glmm(num_individuals=num_individuals, num_importance=num_importance, seed=seed,
+                    covariate_scale=covariate_scale)
 
 
-#: Chen's first replication report (Dec 2024): ESS per true gradient (PAPERS.md §3.4)
+#: Chen's first replication report (Dec 2024): ESS per true gradient (chapter 7)
 PAPER = {key: dict(ess_per_grad=value) for key, value in {
     ("gmm1d", "hmc"): 9.30e-5, ("gmm1d", "nuts"): 4.03e-4,
     ("gmm1d", "hnn_hmc"): 5.87e-3, ("gmm1d", "hnn_nuts"): 4.02e-3,
@@ -198,26 +199,67 @@ PAPER = {key: dict(ess_per_grad=value) for key, value in {
 GOAL_RATIO = 10.0
 
 
-def goal_verdict(ratios, goal=GOAL_RATIO):
+def goal_verdict(ratios, goal=GOAL_RATIO, converged=None):
     """The targets on which the goal is met for every training seed, as prose: "on A and B
-    but not on C", "on A and B" (all met) or "on no target".
+    but not on C", "on A and B" (all met) or "on no target"; targets whose cells did not
+    pass the convergence gate get no verdict: "...; no verdict on D (not converged)".
 
     Args:
       ratios: dict target name -> per-seed ratios (NUTS's true gradients per ESS over
         HNN-NUTS's: above 1 favours HNN-NUTS), in the order to name them. A NaN ratio
         does not meet the goal.
       goal: the ratio every seed must reach.
+      converged: optional dict target name -> bool, whether every cell behind the target's
+        ratios (each seed's run and the baseline) passed the gate (default: all did).
     """
     if not ratios:
         raise ValueError("`ratios` must name at least one target")
+    converged = {n: True for n in ratios} if converged is None else converged
+    missing = [n for n in ratios if n not in converged]
+    if missing:
+        raise ValueError(f"`converged` lacks the targets {missing}")
     say = lambda names: ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
-    ok = {n: bool(np.size(r) > 0 and np.all(np.asarray(r, float) >= goal))
-          for n, r in ratios.items()}
-    met = [n for n in ratios if ok[n]]
-    missed = [n for n in ratios if not ok[n]]
-    if not met:
-        return "on no target"
-    return f"on {say(met)}" + (f" but not on {say(missed)}" if missed else "")
+    judged = [n for n in ratios if converged[n]]
+    open_ = [n for n in ratios if not converged[n]]
+    ok = {n: bool(np.size(ratios[n]) > 0 and np.all(np.asarray(ratios[n], float) >= goal))
+          for n in judged}
+    met = [n for n in judged if ok[n]]
+    missed = [n for n in judged if not ok[n]]
+    if not judged:
+        text = "on no target that passed the convergence gate"
+    elif not met:
+        text = "on no target"
+    else:
+        text = f"on {say(met)}" + (f" but not on {say(missed)}" if missed else "")
+    if open_:
+        text += f"; no verdict on {say(open_)} (not converged)"
+    return text
+
+
+def ratio_table(frame, method, base="nuts"):
+    """Per target and training seed, `method`'s rows of `frame` (a DataFrame of `run_hnn`
+    and `run_baselines` rows) against `base`'s on the same target: `ratio` (ESS per true
+    gradient, training charged, over the base's), `sampling` (training not charged),
+    `potential` (ESS per log π evaluation over the base's), `hnn_fraction`,
+    `fallback_rate`, `fallback_rejected`, the method's gate reading (`rhat_max`,
+    `ess_bulk_min`, `ess_tail_min`) and `converged`: the method's cell and the base's both
+    passed the gate. Index (target, seed)."""
+    import pandas as pd
+    out = []
+    for (name, seed), h in frame[frame.method == method].groupby(["target", "seed"],
+                                                                 sort=False):
+        b = frame[(frame.target == name) & (frame.method == base)].iloc[0]
+        h = h.iloc[0]
+        out.append(dict(
+            target=name, seed=int(seed), ratio=h.ess_per_grad / b.ess_per_grad,
+            sampling=h.ess_per_sample_grad / b.ess_per_grad,
+            potential=h.ess_per_potential / b.ess_per_potential,
+            hnn_fraction=h.get("hnn_fraction", np.nan),
+            fallback_rate=h.get("fallback_rate", np.nan),
+            fallback_rejected=h.get("fallback_rejected", np.nan),
+            rhat_max=h.rhat_max, ess_bulk_min=h.ess_bulk_min, ess_tail_min=h.ess_tail_min,
+            converged=bool(h.converged) and bool(b.converged)))
+    return pd.DataFrame(out).set_index(["target", "seed"])
 
 
 def settings(scale=None):
@@ -230,8 +272,14 @@ def settings(scale=None):
         train=dict(num_steps=pick(300, 1000, 5000), batch_size=pick(256, 512, 1000),
                    hidden=pick((32, 32), (64, 64), (100, 100, 100, 100)),
                    learning_rate=5e-3),
-        targets=pick(("gmm1d", "icg5", "rosenbrock3d"), TARGETS, TARGETS),
-        sample=dict(chains=16, num_results=pick(200, 350, 5000), burnin=pick(50, 100, 1000)),
+        targets=pick(("gmm1d", "rosenbrock3d"), TARGETS, TARGETS),
+        # run lengths by the answer: every sampler runs `sampling.sample_until` in chunks of
+        # `chunk_draws` kept draws per chain until the convergence gate passes (R̂ <= 1.01,
+        # bulk and tail ESS >= 100, all 16 chains) or `max_draws` per chain are spent; the
+        # recorded long run (`hmc_lib.hnn.long_runs`) continues the same chains (same seeds
+        # and chunks) to `long_max_draws`
+        sample=dict(chains=16, chunk_draws=100, max_draws=pick(100, 300, 5000),
+                    burnin=pick(50, 100, 1000), long_max_draws=12000),
         step_size={"gmm1d": 0.1, "icg5": 0.05, "funnel2d": 0.05, "rosenbrock3d": 0.05},
         data_step_size={"gmm1d": 0.05, "icg5": 0.02, "funnel2d": 0.02,
                         "rosenbrock3d": 0.02},
@@ -291,6 +339,12 @@ def train_hnn(name, seed, scale=None, kind="separable", progress=False):
     return res, held_out
 
 
+def _gate_fields(summary):
+    """The convergence gate's reading from a `diagnostics.summary`: R̂ (max over
+    coordinates), min bulk and tail ESS and whether the cell passed."""
+    return {k: summary[k] for k in ("rhat_max", "ess_bulk_min", "ess_tail_min", "converged")}
+
+
 def _row(method, name, samples, trace, train_grads=0, train_seconds=0.0, seed=None):
     from hmc_lib import diagnostics
     s = diagnostics.summary(samples, trace)
@@ -304,8 +358,11 @@ def _row(method, name, samples, trace, train_grads=0, train_seconds=0.0, seed=No
                ess_per_grad=s["ess_min"] / total if total > 0 else float("inf"),
                ess_per_potential=s["ess_min"] / pots if pots > 0 else float("inf"),
                seconds=s["seconds"], train_seconds=float(train_seconds),
-               ess_per_second=s["ess_per_second"], paper=PAPER.get((name, method)))
+               ess_per_second=s["ess_per_second"], paper=PAPER.get((name, method)),
+               **_gate_fields(s))
     out["ess_per_sample_grad"] = s["ess_min"] / grads if grads > 0 else float("inf")
+    out["draws"] = int(np.shape(samples)[0])
+    out["stopped"] = trace.get("stopped", "fixed length")
     out["grads_per_transition"] = grads / np.size(trace["grad_evals"])
     if "fell_back" in trace:
         out["fallback_rate"] = float(np.mean(trace["fell_back"]))
@@ -320,32 +377,107 @@ def _row(method, name, samples, trace, train_grads=0, train_seconds=0.0, seed=No
     return out
 
 
-def run_baselines(name, seed, scale=None):
-    """HMC and NUTS on target `name`: rows as `run_hnn`'s."""
+def to_uniform(name, x):
+    """Uniform scores of draws `[..., dim]` of target `name`: each coordinate's conditional
+    CDF given the ones before it (the Rosenblatt map), so that under the target they are
+    independent U(0, 1) (mean 1/2, variance 1/12): bounded statistics whose chain averages
+    keep the between-chain check's level on heavy-tailed targets."""
+    from scipy import special
+    x = np.asarray(x, np.float64)
+    if name == "gmm1d":
+        s = SIGMA_GMM
+        return 0.5 * (special.ndtr((x + 1.0) / s) + special.ndtr((x - 1.0) / s))
+    if name == "icg5":
+        return special.ndtr(x / np.sqrt(ICG5_VARIANCES))
+    if name == "funnel2d":
+        v, z = x[..., 0], x[..., 1]
+        return special.ndtr(np.stack([v / 3.0, z * np.exp(-v / 2.0)], -1))
+    if name == "rosenbrock3d":
+        return uniform_scores(x, rosenbrock3d_to_normal)
+    raise ValueError(f"`name` must be one of {TARGETS}, got {name!r}")
+
+
+#: the per-cell level of the uniform scores' check: a chapter asserting it on up to 50 cells
+#: (targets × training seeds) fails with probability below 1e-3 when every sampler is exact
+SCORE_ALPHA = 2e-5
+
+
+def moment_fields(name, samples):
+    """Exactness checks of a run on target `name` (`[draws, chains, dim]`, chains from exact
+    draws): `var_rel_error`, the largest |s²/σ² − 1| over coordinates; `var_z`, the largest
+    |error| of the sample variance in between-chain standard errors (heavy-tailed
+    coordinates make it unreliable: shown, not asserted); `score_z`, the largest |z| of the
+    uniform scores' means and variances (`to_uniform`) against 1/2 and 1/12, and
+    `score_bound`, the Bonferroni bound those statistics stay below with probability
+    1 − `SCORE_ALPHA` when the sampler is exact (`diagnostics.check_moments`)."""
+    from hmc_lib import diagnostics
+    t = get(name)
+    x = np.asarray(samples, np.float64)
+    var = np.asarray(t.variance, np.float64)
+    raw = diagnostics.check_moments(x, t.mean, var)
+    u = to_uniform(name, x)
+    dim = x.shape[-1]
+    sc = diagnostics.check_moments(u, np.full(dim, 0.5), np.full(dim, 1.0 / 12.0),
+                                   alpha=SCORE_ALPHA)
+    return dict(var_rel_error=float(np.max(np.abs(x.var((0, 1)) / var - 1.0))),
+                var_z=float(np.max(np.abs(raw.z_var))),
+                score_z=float(max(np.max(np.abs(sc.z_mean)), np.max(np.abs(sc.z_var)))),
+                score_bound=float(sc.bound))
+
+
+def run_until(kernel, x0, seed, scale=None, max_draws=None, checkpoint=None, keep_fn=None,
+              gate=None, cfg=None):
+    """`sampling.sample_until` with the chapter's chunks, burn-in and budget (`settings`'s
+    `sample`; `max_draws` overrides the budget, e.g. `long_max_draws` for the record)."""
+    from hmc_lib.sampling import sample_until
+    sc = (cfg or settings(scale))["sample"]
+    return sample_until(kernel, x0, seed, chunk_draws=sc["chunk_draws"],
+                        max_draws=int(max_draws or sc["max_draws"]),
+                        num_burnin_steps=sc["burnin"], checkpoint=checkpoint,
+                        keep_fn=keep_fn, gate=gate)
+
+
+#: the methods `run_baselines` and `run_hnn` run
+BASELINES = ("hmc", "nuts")
+HNN_METHODS = ("hnn_hmc", "hnn_hmc_chen", "hnn_nuts", "hnn_nuts_exact")
+
+
+def _checkpoint(checkpoints, method):
+    return None if checkpoints is None else checkpoints(method)
+
+
+def run_baselines(name, seed, scale=None, max_draws=None, checkpoints=None,
+                  methods=BASELINES):
+    """HMC and NUTS on target `name`, each until the gate passes or the budget is spent
+    (`run_until`): rows as `run_hnn`'s. `checkpoints`: optional `method -> path` for
+    `sample_until`'s checkpoints (the recorded run)."""
     from hmc_lib.kernels.hmc import HMC
     from hmc_lib.kernels.nuts import NUTS
-    from hmc_lib.sampling import sample
     cfg = settings(scale)
     t, sc = get(name), cfg["sample"]
     x0 = initial_state(t, sc["chains"], seed)
     eps = cfg["step_size"][name]
+    build = {"hmc": lambda: HMC(t, eps, cfg["hmc_steps"][name]),
+             "nuts": lambda: NUTS(t, eps, max_tree_depth=cfg["max_tree_depth"])}
     rows = []
-    for method, kernel in (("hmc", HMC(t, eps, cfg["hmc_steps"][name])),
-                           ("nuts", NUTS(t, eps, max_tree_depth=cfg["max_tree_depth"]))):
-        samples, trace = sample(kernel, sc["num_results"], x0,
-                                num_burnin_steps=sc["burnin"], seed=seed + 1)
-        rows.append(_row(method, name, samples, trace, seed=seed))
+    for method in methods:
+        samples, trace = run_until(build[method](), x0, seed + 1, max_draws=max_draws,
+                                   checkpoint=_checkpoint(checkpoints, method), cfg=cfg)
+        row = _row(method, name, samples, trace, seed=seed)
+        row.update(moment_fields(name, samples))
+        rows.append(row)
     return rows
 
 
-def run_hnn(name, training_seed, seed, scale=None, result=None):
+def run_hnn(name, training_seed, seed, scale=None, result=None, max_draws=None,
+            checkpoints=None, methods=HNN_METHODS):
     """Trains (unless `result` is given) and runs HNN-HMC (exact and Chen's rule) and
     HNN-NUTS (Dhulipala's monitor and cool-down, ``"hnn_nuts"``, and the exact monitor
-    without cool-down, ``"hnn_nuts_exact"``) on target `name`. The HNN methods are charged
-    the true gradients of their training data (`train_grad_evals`). Returns `(rows,
-    TrainResult, samples)`, `samples` a dict method -> draws `[num_results, chains, dim]`."""
+    without cool-down, ``"hnn_nuts_exact"``) on target `name`, each until the gate passes or
+    the budget is spent (`run_until`; `checkpoints` as for `run_baselines`). The HNN methods
+    are charged the true gradients of their training data (`train_grad_evals`). Returns
+    `(rows, TrainResult, samples)`, `samples` a dict method -> draws `[draws, chains, dim]`."""
     from hmc_lib.hnn.kernel import HNNHMC, HNNNUTS
-    from hmc_lib.sampling import sample
     cfg = settings(scale)
     if result is None:
         result, _ = train_hnn(name, training_seed, scale)
@@ -353,53 +485,63 @@ def run_hnn(name, training_seed, seed, scale=None, result=None):
     x0 = initial_state(t, sc["chains"], seed)
     eps = cfg["step_size"][name]
     L, depth = cfg["hmc_steps"][name], cfg["max_tree_depth"]
-    builders = (
-        ("hnn_hmc", (eps, L), lambda h: HNNHMC(t, h, eps, L)),
-        ("hnn_hmc_chen", (eps, L), lambda h: HNNHMC(t, h, eps, L, exact=False)),
-        ("hnn_nuts", (eps, depth, cfg["max_hnn_error"], cfg["cool_down"]),
-         lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
-                           cool_down=cfg["cool_down"], exact=False)),
-        ("hnn_nuts_exact", (eps, depth, cfg["exact_max_hnn_error"]),
-         lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth,
-                           max_hnn_error=cfg["exact_max_hnn_error"], exact=True)))
+    builders = {
+        "hnn_hmc": ((eps, L), lambda h: HNNHMC(t, h, eps, L)),
+        "hnn_hmc_chen": ((eps, L), lambda h: HNNHMC(t, h, eps, L, exact=False)),
+        "hnn_nuts": ((eps, depth, cfg["max_hnn_error"], cfg["cool_down"]),
+                     lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth,
+                                       max_hnn_error=cfg["max_hnn_error"],
+                                       cool_down=cfg["cool_down"], exact=False)),
+        "hnn_nuts_exact": ((eps, depth, cfg["exact_max_hnn_error"]),
+                           lambda h: HNNNUTS(t, h, eps, max_tree_depth=depth,
+                                             max_hnn_error=cfg["exact_max_hnn_error"],
+                                             exact=True))}
     rows, draws = [], {}
-    for method, settings_, build in builders:
+    for method in methods:
+        settings_, build = builders[method]
         # one kernel per target and settings; each training seed's weights are copied in
         kernel = _reuse.kernel_for(_KERNELS, (t,), (method, _reuse.as_key(settings_)),
                                    result.hnn, build)
-        samples, trace = sample(kernel, sc["num_results"], x0,
-                                num_burnin_steps=sc["burnin"], seed=seed + 1)
+        samples, trace = run_until(kernel, x0, seed + 1, max_draws=max_draws,
+                                   checkpoint=_checkpoint(checkpoints, method), cfg=cfg)
         row = _row(method, name, samples, trace, train_grads=result.grad_evals,
                    train_seconds=result.seconds, seed=training_seed)
-        if t.mean is not None:
-            x = np.asarray(samples, np.float64)
-            row["var_rel_error"] = float(np.max(np.abs(x.var((0, 1)) / t.variance - 1.0)))
+        row.update(moment_fields(name, samples))
         rows.append(row)
         draws[method] = samples
     return rows, result, draws
 
 
-# --- the GLMM: HNN-PM-NUTS against PM-NUTS (PAPERS.md §3.1-3.4) -----------------------------
+# --- the GLMM: HNN-PM-NUTS against PM-NUTS (chapters 4 and 7) -----------------------------
 
 def glmm_settings(scale=None):
-    """Run sizes of the GLMM experiment per scale (the data and model of chapter 4; fewer
-    individuals below `paper` so that it fits the chapter's budget)."""
+    """Run sizes of the GLMM experiment per scale: chapter 4's model with Chen's covariates
+    Z ~ N(0, 1), on fewer individuals than Chen's 500. `book` (the chapter's run) is sized to
+    its budget and does not converge; `paper` is the recorded run (`long_runs.record_glmm`),
+    which samples until the gate passes or `long_max_draws` per chain."""
     pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
     return dict(
-        num_individuals=pick(30, 40, 500), num_importance=pick(32, 32, 128),
-        data_importance=pick(512, 2048, 2048),         # Chen: N = 2048 for the training data
-        data=dict(chains=8, num_trajectories=pick(8, 10, 60), num_steps=20),
+        num_individuals=pick(30, 40, 100), num_importance=pick(32, 32, 128),
+        covariate_scale=1.0,                            # Chen: Z ~ N(0, 1)
+        # both samplers run in the coordinates z of the posterior's Laplace approximation
+        # (`Whitened`; from log p̂ at one fixed u with `laplace_importance` draws), where
+        # unit mass suits every direction
+        whiten=True, laplace_importance=pick(256, 1024, 1024),
+        data_importance=pick(256, 1024, 1024),          # Chen: N = 2048 for the training data
+        data=dict(chains=8, num_trajectories=pick(8, 10, 20), num_steps=20),
         data_step_size=0.05,
-        train=dict(num_steps=pick(200, 600, 5000), batch_size=pick(256, 512, 1000),
+        train=dict(num_steps=pick(200, 600, 2000), batch_size=pick(256, 512, 1000),
                    hidden=(64, 64), learning_rate=5e-3),
-        training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]),
-        # book: the chapter's 6-minute budget (at 60 individuals, N = 64, 150 draws and tree
-        # depth 6 this experiment alone took about 400 s on 2 cores)
-        chains=8, num_results=pick(60, 100, 2000), burnin=pick(30, 50, 500),
+        training_seeds=pick([0], [0, 1, 2], [0, 1, 2]),
+        # run lengths by the answer: chunks of `chunk_draws` per chain until the gate passes
+        # on the relabelled θ or `max_draws` per chain (the record: `long_max_draws`)
+        chains=8, chunk_draws=pick(50, 100, 200), max_draws=pick(50, 100, 1000),
+        burnin=pick(30, 50, 200), long_max_draws=5000,
         # the exact switch (`HNNPMNUTS(exact=True)`): its threshold on the spread of the
-        # energy over the HNN tree is a cost setting, the PM tree's Δ_max^lf = 1000
-        step_size=0.05, max_tree_depth=pick(4, 5, 8), max_hnn_error=1000.0,
-        max_lf_error=1000.0, u_correlation=0.99, data_seed=0,
+        # energy over the HNN tree is a cost setting, the PM tree's Δ_max^lf = 1000; step
+        # size in the whitened coordinates
+        step_size=0.2, max_tree_depth=5, max_hnn_error=1000.0,
+        max_lf_error=1000.0, u_correlation=pick(0.99, 0.99, 0.95), data_seed=0,
     )
 
 
@@ -417,8 +559,7 @@ def train_glmm_hnn(training_seed, scale=None, progress=False):
     from hmc_lib.hnn.data import collect_pm
     from hmc_lib.hnn.train import train
     cfg = glmm_settings(scale)
-    data_target = _glmm(cfg["num_individuals"], cfg["data_importance"],
-                        scale_mod.seed(cfg["data_seed"]))
+    data_target = glmm_target(scale, cfg["data_importance"])
     d = cfg["data"]
     theta, u = glmm_initial_state(data_target, d["chains"], training_seed + 3000, tf.float64)
     data = collect_pm(data_target, theta, u, d["num_trajectories"], d["num_steps"],
@@ -431,23 +572,50 @@ def train_glmm_hnn(training_seed, scale=None, progress=False):
     return res, held_out
 
 
-def _glmm_row(method, samples, trace, train=None, seed=None):
-    from hmc_lib import diagnostics
+def glmm_theta(samples, target):
+    """The GLMM's θ draws `[draws, chains, 13]` (numpy) from a run's kept draws on `target`
+    (mapped back from whitened coordinates), after `glmm_relabel` (the mixture's labels
+    are not identified)."""
     from hmc_lib.targets import pseudo_marginal as pmt
-    x, _ = pmt.glmm_relabel(np.asarray(samples, np.float64))
+    x = np.asarray(samples, np.float64)
+    if hasattr(target, "to_theta"):
+        x = target.to_theta(x)
+    return pmt.glmm_relabel(x)[0]
+
+
+def glmm_gate(target):
+    """The convergence gate on the relabelled θ draws of a run on `target`."""
+    from hmc_lib import diagnostics
+    return lambda kept: diagnostics.convergence(glmm_theta(kept, target))
+
+
+def _glmm_row(method, samples, trace, cfg, target, train=None, seed=None):
+    """A result row of the GLMM comparison. Training is charged at its cost: each gradient
+    of log p̂ on the training data (N = `data_importance` draws) counts as
+    `data_importance / num_importance` gradients (and evaluations) of the sampler's log p̂."""
+    from hmc_lib import diagnostics
+    x = glmm_theta(samples, target)
     s = diagnostics.summary(x, trace)
     grads = float(np.sum(trace["grad_evals"]))
     pots = float(np.sum(trace["potential_evals"])) if "potential_evals" in trace else grads
     train_grads = float(train.grad_evals) if train is not None else 0.0
-    total = grads + train_grads
+    train_cost = train_grads * cfg["data_importance"] / cfg["num_importance"]
     flat = x.reshape(-1, x.shape[-1])
-    out = dict(method=method, seed=seed, ess_min=s["ess_min"], ess_median=s["ess_median"],
-               sample_grad_evals=grads, train_grad_evals=train_grads, potential_evals=pots,
-               ess_per_grad=s["ess_min"] / total, ess_per_sample_grad=s["ess_min"] / grads
-               if grads > 0 else float("inf"), ess_per_potential=s["ess_min"] / pots,
+    ess = s["ess_min"]
+    out = dict(method=method, seed=seed, ess_min=ess, ess_median=s["ess_median"],
+               draws=int(x.shape[0]), stopped=trace.get("stopped", "fixed length"),
+               sample_grad_evals=grads, train_grad_evals=train_grads, train_cost=train_cost,
+               potential_evals=pots, grad_evals=grads + train_cost,
+               ess_per_grad=ess / (grads + train_cost) if grads + train_cost > 0
+               else float("inf"),
+               ess_per_sample_grad=ess / grads if grads > 0 else float("inf"),
+               ess_per_potential=ess / (pots + train_cost),
+               ess_per_sample_potential=ess / pots,
                seconds=s["seconds"], train_seconds=float(train.seconds) if train else 0.0,
                w1=float(np.mean(1.0 / (1.0 + np.exp(-flat[:, -1])))),
-               mu1=float(np.mean(flat[:, -5])), mu2=float(np.mean(flat[:, -4])))
+               mu1=float(np.mean(flat[:, -5])), mu2=float(np.mean(flat[:, -4])),
+               theta_mean=flat.mean(0).tolist(), theta_sd=flat.std(0).tolist(),
+               **_gate_fields(s))
     if "fell_back" in trace:
         out.update(fallback_rate=float(np.mean(trace["fell_back"])),
                    hnn_fraction=float(np.mean(trace["used_hnn"])),
@@ -457,24 +625,121 @@ def _glmm_row(method, samples, trace, train=None, seed=None):
     return out
 
 
-def run_glmm(training_seeds=None, seed=0, scale=None):
-    """PM-NUTS and HNN-PM-NUTS (one HNN per training seed) on the GLMM from the same start.
-    Returns `(rows, draws)`: rows as `run_hnn`'s plus posterior means of w₁, μ₁, μ₂ (after
-    `glmm_relabel`); draws: method (and seed) -> θ draws `[num_results, chains, 13]`."""
+class Whitened:
+    """A pseudo-marginal target in whitened coordinates z, θ = mode + L z with L Lᵀ = cov
+    (the Laplace approximation of the posterior): the same target (the Jacobian is
+    constant), on which unit-mass samplers suit every direction. Has the
+    `PseudoMarginalTarget` interface, plus `to_theta` (numpy `[..., d] -> [..., d]`)."""
+
+    def __init__(self, base, mode, cov):
+        from hmc_lib.targets.pseudo_marginal import PseudoMarginalTarget
+        self.base = base
+        self.mode = np.asarray(mode, np.float64)
+        self.chol = np.linalg.cholesky(np.asarray(cov, np.float64))
+        m, L = self.mode, self.chol
+
+        def to_theta(z):
+            return tf.cast(m, z.dtype) + tf.einsum("ij,...j->...i", tf.cast(L, z.dtype), z)
+
+        def value_and_grad(z, u):
+            v, g_theta, g_u = base.value_and_grad(to_theta(z), u)
+            return v, tf.einsum("...i,ij->...j", g_theta, tf.cast(L, z.dtype)), g_u
+
+        self._pm = PseudoMarginalTarget(
+            lambda z: base.log_prior(to_theta(z)),
+            lambda z, u: base.log_weights(to_theta(z), u), base.theta_dim, base.u_shape,
+            name=f"{base.name}-whitened", value_and_grad_fn=value_and_grad,
+            true_theta=np.linalg.solve(L, np.asarray(base.true_theta) - m),
+            data=base.data)
+
+    def __getattr__(self, name):
+        return getattr(self._pm, name)
+
+    def to_theta(self, z):
+        return self.mode + np.einsum("ij,...j->...i", self.chol, np.asarray(z, np.float64))
+
+
+#: the GLMM's prior sd on every θ coordinate (Chen's appendix: N(0, 10²))
+_GLMM_PRIOR_SD = 10.0
+
+
+@functools.lru_cache(maxsize=4)
+def _glmm_laplace(num_individuals, seed, covariate_scale, num_importance, u_seed):
+    from hmc_lib.targets import term_premium as tp
+    big = _glmm(num_individuals, num_importance, seed, covariate_scale)
+    u = tf.random.stateless_normal([1, *big.u_shape], [int(u_seed), 11], dtype=tf.float64)
+    mode, cov, _ = tp.laplace(lambda th: big.log_joint(th, u), big.true_theta[None])
+    # the mixture's precisions are weakly identified: along a direction where the negative
+    # Hessian is flat or not positive (the Newton steps then stop short of a mode) the
+    # scale is capped at the prior's sd
+    prec = np.linalg.inv(cov[0])
+    prec = 0.5 * (prec + prec.T)
+    w, v = np.linalg.eigh(prec)
+    floor = 1.0 / _GLMM_PRIOR_SD ** 2
+    return mode[0], (v / np.maximum(w, floor)) @ v.T
+
+
+def glmm_laplace(scale=None):
+    """Mode and covariance of the Laplace approximation of the GLMM's posterior, at the
+    estimate log p(θ) + log p̂(y | θ, u) with `laplace_importance` draws at one fixed u (a
+    smooth stand-in for the marginal posterior; damped Newton from the data's true θ), its
+    scale capped at the prior's sd along flat or non-concave directions. Used only to choose
+    coordinates (`Whitened`), not as an approximation of the posterior."""
+    cfg = glmm_settings(scale)
+    return _glmm_laplace(cfg["num_individuals"], scale_mod.seed(cfg["data_seed"]),
+                         cfg["covariate_scale"], cfg["laplace_importance"],
+                         scale_mod.seed(cfg["data_seed"] + 1))
+
+
+def glmm_target(scale=None, num_importance=None, whitened=None):
+    """The GLMM of `glmm_settings` (its data, N = `num_importance` or the setting's); in the
+    whitened coordinates of `glmm_laplace` (`Whitened`) when `whitened` (default: the
+    setting's `whiten`)."""
+    cfg = glmm_settings(scale)
+    base = _glmm(cfg["num_individuals"], num_importance or cfg["num_importance"],
+                 scale_mod.seed(cfg["data_seed"]), cfg["covariate_scale"])
+    if not (cfg["whiten"] if whitened is None else whitened):
+        return base
+    return _whitened(base, *(tuple(map(tuple, a)) if a.ndim == 2 else tuple(a)
+                             for a in glmm_laplace(scale)))
+
+
+@functools.lru_cache(maxsize=4)
+def _whitened(base, mode, cov):
+    return Whitened(base, np.array(mode), np.array(cov))
+
+
+def run_glmm(training_seeds=None, seed=0, scale=None, max_draws=None, checkpoints=None,
+             results=None, baseline=True):
+    """PM-NUTS and HNN-PM-NUTS (one HNN per training seed) on the GLMM from the same start,
+    each until the gate passes on the relabelled θ (`glmm_gate`) or the budget is spent
+    (`max_draws` per chain overrides the setting's). `results`: optional training seed ->
+    `TrainResult` (trained here otherwise); `baseline`: run PM-NUTS; `checkpoints`: optional
+    `method -> path` for `sample_until`. Returns `(rows, draws)`: rows as `_glmm_row`'s
+    (posterior means of w₁, μ₁, μ₂ after `glmm_relabel`, the gate's reading); draws: method
+    (and seed) -> θ draws `[draws, chains, 13]`."""
     from hmc_lib.hnn.pm_kernel import HNNPMNUTS
     from hmc_lib.pm.kernel import PMNUTS
-    from hmc_lib.sampling import sample
+    from hmc_lib.sampling import sample_until
     cfg = glmm_settings(scale)
     seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
-    t = _glmm(cfg["num_individuals"], cfg["num_importance"], scale_mod.seed(cfg["data_seed"]))
+    t = glmm_target(scale)
     x0 = glmm_initial_state(t, cfg["chains"], seed)
     h, depth = cfg["step_size"], cfg["max_tree_depth"]
-    keep = lambda s: s[0]
-    samples, trace = sample(PMNUTS(t, h, max_tree_depth=depth), cfg["num_results"], x0,
-                            num_burnin_steps=cfg["burnin"], seed=seed + 1, keep_fn=keep)
-    rows, draws = [_glmm_row("pm_nuts", samples, trace)], {"pm_nuts": samples}
+
+    def until(kernel, method):
+        return sample_until(kernel, x0, seed + 1, chunk_draws=cfg["chunk_draws"],
+                            max_draws=int(max_draws or cfg["max_draws"]),
+                            num_burnin_steps=cfg["burnin"], keep_fn=lambda s: s[0],
+                            gate=glmm_gate(t), checkpoint=_checkpoint(checkpoints, method))
+
+    rows, draws = [], {}
+    if baseline:
+        samples, trace = until(PMNUTS(t, h, max_tree_depth=depth), "pm_nuts")
+        rows.append(_glmm_row("pm_nuts", samples, trace, cfg, t))
+        draws["pm_nuts"] = glmm_theta(samples, t)
     for s in seeds:
-        res, _ = train_glmm_hnn(s, scale)
+        res = (results or {}).get(s) or train_glmm_hnn(s, scale)[0]
         kernel = _reuse.kernel_for(
             _KERNELS, (t,), ("hnn_pm_nuts", _reuse.as_key((h, depth, cfg["max_hnn_error"],
                                                             cfg["max_lf_error"],
@@ -482,26 +747,18 @@ def run_glmm(training_seeds=None, seed=0, scale=None):
             res.hnn, lambda net: HNNPMNUTS(
                 t, net, h, max_tree_depth=depth, max_hnn_error=cfg["max_hnn_error"],
                 max_lf_error=cfg["max_lf_error"], u_correlation=cfg["u_correlation"]))
-        samples, trace = sample(kernel, cfg["num_results"], x0, num_burnin_steps=cfg["burnin"],
-                                seed=seed + 1, keep_fn=keep)
-        rows.append(_glmm_row("hnn_pm_nuts", samples, trace, res, seed=s))
-        draws["hnn_pm_nuts", s] = samples
+        samples, trace = until(kernel, "hnn_pm_nuts")
+        rows.append(_glmm_row("hnn_pm_nuts", samples, trace, cfg, t, res, seed=s))
+        draws["hnn_pm_nuts", s] = glmm_theta(samples, t)
     return rows, draws
 
 
-# --- Chen's HNN variants (PAPERS.md §3.3) -------------------------------------------------------
-
-#: the variants compared: (label, kind, loss). Chen's "method 4" is the separable HNN fitted to
-#: ∂H/∂q; his "full-state HNN" is a network of (q, p) fitted to both partials (our latent
-#: kind); his "θ-only potential" fits Ũ(q) to the potential's values.
-VARIANTS = (("method 4: separable, gradient loss", "separable", "gradient"),
-            ("full-state HNN (latent), gradient loss", "latent", "gradient"),
-            ("θ-only potential, value regression", "separable", "potential"))
-
+# --- Chen's five HNN methods (chapter 7; `hmc_lib.hnn.variants`) -------------------------
 
 def gradient_error(hnn, held_out):
-    """Median relative error of ∂H̃/∂q against the true ∂H/∂q on held-out points, and (for
-    the latent kind) of ∂H̃/∂p against p: `(err_q, err_p)` (err_p = 0 for separable)."""
+    """Median relative error of ∂H̃/∂q against the true ∂H/∂q on held-out points
+    (`TrainingData`), and (for the latent kind) of ∂H̃/∂p against p: `(err_q, err_p)`
+    (err_p = 0 for separable)."""
     q = tf.constant(held_out.q, hnn.dtype if hasattr(hnn, "dtype") else tf.float32)
     p = tf.constant(held_out.p, q.dtype)
     gq, gp = hnn.grads(q, p)
@@ -510,39 +767,64 @@ def gradient_error(hnn, held_out):
     return rel(gq, held_out.dh_dq), rel(gp, held_out.dh_dp)
 
 
-def compare_variants(name, training_seeds=None, scale=None):
-    """Trains each of `VARIANTS` on the same data per training seed (target `name`, sizes of
-    `settings`, with the shared `train` length, not `train_by_target`); returns `(rows,
-    histories)`: rows with the held-out gradient errors, training seconds and the loss's
-    relative drop; histories: (label, seed) -> the `train` history."""
-    from hmc_lib.hnn.data import collect
-    from hmc_lib.hnn.train import train
-    cfg = settings(scale)
-    seeds = cfg["training_seeds"] if training_seeds is None else training_seeds
-    t = get(name)
-    d = {**cfg["data"], **cfg["data_by_target"].get(name, {})}
-    # the shared training length, not the target's (`train_by_target`): the comparison is
-    # of how the variants train, and three variants × seeds at the longer fits would not
-    # fit the chapter's budget
-    tr = cfg["train"]
-    rows, histories = [], {}
+def variant_settings(scale=None):
+    """Sizes of the comparison of Chen's five methods: pseudo-marginal trajectories on the
+    chapter's GLMM (its data, with `num_importance` draws so that u can be a network input),
+    the shared training settings (`variants.TrainSettings`) and the importance draws of the
+    marginal field's estimate."""
+    from hmc_lib.hnn.variants import TrainSettings
+    pick = lambda ci, book, paper: scale_mod.pick(ci, book, paper, scale)
+    return dict(num_importance=16, chains=8, num_trajectories=pick(4, 8, 30), num_steps=20,
+                step_size=0.05, held_out=0.25, marginal_importance=1024,
+                train=TrainSettings(hidden=(64, 64), num_steps=pick(200, 600, 3000),
+                                    batch_size=256, learning_rate=5e-3, match_steps=4),
+                training_seeds=pick([0], [0, 1, 2], [0, 1, 2, 3, 4]))
+
+
+def marginal_field(target, theta, seed, batch=32):
+    """−∇_θ log p(θ | y) ≈ −∇_θ[log p(θ) + log p̂(y | θ, u)] at `theta` `[n, dim]` with a
+    fresh u per point on `target` (many importance draws: its noise is the estimate's), in
+    batches of `batch` points (u is `[batch, T, N]`)."""
+    theta = np.asarray(theta, np.float64)
+    out = []
+    for k in range(0, theta.shape[0], batch):
+        th = tf.constant(theta[k:k + batch])
+        u = tf.random.stateless_normal([th.shape[0], *target.u_shape], [int(seed), k],
+                                       dtype=tf.float64)
+        out.append(-np.asarray(target.value_and_grad(th, u)[1], np.float64))
+    return np.concatenate(out)
+
+
+def compare_variants(training_seeds=None, scale=None, keys=None):
+    """Chen's methods (`variants.METHODS`, or `keys`) trained per training seed on the same
+    pseudo-marginal trajectories of the chapter's GLMM (`variant_settings`), split by path
+    into training and held-out data. Returns rows: method key, seed, the field errors of
+    `variants.evaluate` (training, held-out against the label, held-out against the marginal
+    field), the network's input width, training seconds, and the noise of the labels (their
+    median relative distance from the marginal field)."""
+    from hmc_lib.hnn import variants
+    from hmc_lib.hnn.data import collect_pm_states
+    vc = variant_settings(scale)
+    seeds = vc["training_seeds"] if training_seeds is None else training_seeds
+    keys = variants.KEYS if keys is None else keys
+    t = glmm_target(scale, vc["num_importance"])
+    big = glmm_target(scale, vc["marginal_importance"])
+    rows = []
     for s in seeds:
-        x0 = initial_state(t, d["chains"], s + 1000, tf.float64)
-        data = collect(t, x0, d["num_trajectories"], d["num_steps"],
-                       cfg["data_step_size"][name], seed=s + 2000)
-        train_data, held_out = data.split(0.1, seed=s)
-        for label, kind, loss in VARIANTS:
-            res = train(train_data, kind=kind, hidden=tr["hidden"], num_steps=tr["num_steps"],
-                        batch_size=tr["batch_size"], learning_rate=tr["learning_rate"],
-                        held_out=held_out, seed=s, progress=False, loss=loss,
-                        activation="tanh" if kind == "separable" else "sin")
-            err_q, err_p = gradient_error(res.hnn, held_out)
-            h = res.history
-            rows.append(dict(variant=label, seed=s, target=name, grad_error_q=err_q,
-                             grad_error_p=err_p, train_seconds=res.seconds,
-                             loss_drop=float(h["eval_loss"][-1] / h["eval_loss"][0])))
-            histories[label, s] = h
-    return rows, histories
+        theta, u = glmm_initial_state(t, vc["chains"], scale_mod.seed(5000 + s), tf.float64)
+        data = collect_pm_states(t, theta, u, vc["num_trajectories"], vc["num_steps"],
+                                 vc["step_size"], seed=scale_mod.seed(6000 + s))
+        train_data, held_out = data.split(vc["held_out"], seed=scale_mod.seed(7000 + s))
+        n = min(held_out.points("theta").shape[0], 2000)
+        marginal = marginal_field(big, held_out.points("theta")[:n],
+                                  seed=scale_mod.seed(8000 + s))
+        noise = variants.relative_error(-held_out.points("grad_theta")[:n], marginal)
+        for key in keys:
+            fitted = variants.fit(key, train_data, vc["train"], seed=scale_mod.seed(9000 + s))
+            errors = variants.evaluate(fitted, train_data, held_out, marginal)
+            rows.append(dict(method=key, seed=s, inputs=fitted.inputs,
+                             train_seconds=fitted.seconds, label_noise=noise, **errors))
+    return rows
 
 
 # --- Chen §8.2: a data-conditioned HNN across simulated data sets ---------------------------

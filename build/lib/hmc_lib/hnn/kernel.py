@@ -1,6 +1,6 @@
 """HNN-HMC and HNN-NUTS: samplers whose trajectories follow a learned Hamiltonian H̃.
 
-`HNNHMC` (Chen's "HNN-HMC", PAPERS.md §3.3): L steps of the HNN integrator (leapfrog with
+`HNNHMC` (Chen's "HNN-HMC", chapter 7): L steps of the HNN integrator (leapfrog with
 −∇Ũ for a separable HNN, the implicit generalised leapfrog for a latent one) from a fresh
 momentum, then
 
@@ -12,7 +12,7 @@ momentum, then
   evaluation at all, but it samples the HNN's own marginal, not π (biased; kept to measure
   the bias).
 
-`HNNNUTS` (Dhulipala et al. 2023, PAPERS.md §3.4): the library's multinomial NUTS
+`HNNNUTS` (Dhulipala et al. 2023, chapter 7): the library's multinomial NUTS
 (`hmc_lib.kernels.nuts.nuts_transition`) whose tree is built with the HNN integrator and
 weighted with the **true** H at every leaf (one true log π per leaf). Dhulipala's online
 error monitoring (``exact=False``; the default ``exact=True`` is below): if some leaf of
@@ -80,7 +80,7 @@ def _check_hnn(hnn, dim):
         raise ValueError(f"`hnn` has dim {hnn.dim} but the target has dim {dim}")
 
 
-#: Dhulipala's monitor: threshold Δ_max^hnn and cool-down N_lf (PAPERS.md §3.4)
+#: Dhulipala's monitor: threshold Δ_max^hnn and cool-down N_lf (chapter 7)
 DHULIPALA_MAX_HNN_ERROR, DHULIPALA_COOL_DOWN = 10.0, 20
 
 
@@ -142,6 +142,8 @@ class HNNHMC(Kernel):
       tol, max_iter: the implicit integrator's fixed-point settings (latent HNNs).
       max_energy_error: energy errors above this count as divergences.
     """
+
+    learned = True
 
     trace_fields = ("potential_evals", "hnn_energy_error")
 
@@ -269,6 +271,8 @@ class HNNNUTS(Kernel):
       max_energy_error: Δ_max^lf, the true tree's divergence threshold (1000).
       tol, max_iter: the implicit integrator's settings (latent HNNs).
     """
+
+    learned = True
 
     trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down",
                     "fallback_rejected")

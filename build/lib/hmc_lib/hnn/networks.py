@@ -1,4 +1,4 @@
-"""Hamiltonian neural networks (Greydanus et al. 2019; Dhulipala et al. 2023), PAPERS.md §3.3.
+"""Hamiltonian neural networks (Greydanus et al. 2019; Dhulipala et al. 2023), chapter 7.
 
 An HNN is a scalar network H̃(q, p) whose *input gradients* drive the dynamics,
 dq/dt = ∂H̃/∂p, dp/dt = −∂H̃/∂q, so the learned flow is Hamiltonian by construction: it is

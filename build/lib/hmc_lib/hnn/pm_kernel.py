@@ -1,5 +1,5 @@
 """HNN-PM-NUTS: NUTS on a θ-only HNN for a pseudo-marginal target, with PM-NUTS as the
-numerical fall-back (Chen 2025, after Dhulipala et al. 2023; PAPERS.md §3.3–3.4).
+numerical fall-back (Chen 2025, after Dhulipala et al. 2023; chapter 7).
 
 The extended target is π(θ, u) ∝ p(θ) p̂(y | θ, u) N(u; 0, I) (`hmc_lib.pm`). The HNN is a
 separable H̃(θ, ρ) = Ũ(θ) + ½|ρ|², Ũ ≈ −log p(θ) − log p(y | θ) (trained on θ-gradients of
@@ -116,6 +116,8 @@ class HNNPMNUTS(Kernel):
       uturn_cap: Chen's cap for the PM tree (PMNUTS's `uturn_cap`).
       use_manual_grad: the target's hand-derived gradient where it has one.
     """
+
+    learned = True
 
     trace_fields = ("tree_depth", "potential_evals", "used_hnn", "fell_back", "cool_down",
                     "lf_rejected", "u_accepted", "fallback_rejected")

@@ -1,4 +1,4 @@
-"""Training an HNN with Chen's "method 4" loss (PAPERS.md §3.3).
+"""Training an HNN with Chen's "method 4" loss (chapter 7).
 
     loss = w₁ ‖∂H/∂q − ∂H̃/∂q‖² + w₂ ‖∂H/∂p − ∂H̃/∂p‖²,
 
@@ -68,6 +68,14 @@ def potential_loss_fn(hnn, q, potential):
                                     - (potential - tf.reduce_mean(potential))))
 
 
+def value_gradient_loss_fn(hnn, q, dh_dq, potential, weights=(1.0, 1.0)):
+    """Chen's method 3, the θ-only potential fitted to values *and* gradients:
+    w₁ ‖∂H/∂q − ∇Ũ(q)‖² + w₂ (centred value error)², batch means (`weights` = (w₁, w₂));
+    a scalar."""
+    return (weights[0] * loss_fn(hnn, q, tf.zeros_like(q), dh_dq, tf.zeros_like(q))
+            + weights[1] * potential_loss_fn(hnn, q, potential))
+
+
 class _Workspace:
     """An `HNN`, its optimizer and the compiled training step and held-out loss that read
     them, for one architecture and loss (`hmc_lib._reuse`): each `train` call copies its
@@ -78,10 +86,15 @@ class _Workspace:
         self.hnn = hnn
         self.variables = list(hnn.trainable_variables)
         self.opt = _Adam(self.variables, learning_rate, num_steps)
-        objective = ((lambda *b: loss_fn(hnn, *b, weights=weights)) if loss == "gradient"
-                     else (lambda *b: potential_loss_fn(hnn, *b)))
+        objective = {
+            "gradient": lambda *b: loss_fn(hnn, *b, weights=weights),
+            "potential": lambda *b: potential_loss_fn(hnn, *b),
+            "value_gradient": lambda *b: value_gradient_loss_fn(hnn, *b, weights=weights),
+        }[loss]
 
-        @tf.function(jit_compile=True)
+        # reduce_retracing: data sets of other sizes (training seeds, held-out splits) reuse
+        # the traced function instead of tracing it again (and warning about it)
+        @tf.function(jit_compile=True, reduce_retracing=True)
         def steps(indices, *arrays):
             """Adam steps, one per row of `indices` `[k, batch]` (int32); the k mini-batch
             losses `[k]`. One compiled call runs the k steps (`tf.while_loop`), so the
@@ -101,7 +114,7 @@ class _Workspace:
             return losses.stack()
 
         self.steps = steps
-        self.evaluate = tf.function(objective)
+        self.evaluate = tf.function(objective, reduce_retracing=True)
 
     def reset(self, hnn):
         _reuse.copy_weights(hnn, self.hnn)
@@ -109,6 +122,9 @@ class _Workspace:
             slot.assign(tf.zeros_like(slot))
         self.opt.t.assign(0.0)
 
+
+#: the losses `train` fits
+LOSSES = ("gradient", "potential", "value_gradient")
 
 #: compiled training steps, one per (architecture, loss, optimizer settings)
 _WORKSPACES = _reuse.Cache(maxsize=4)
@@ -129,13 +145,15 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
       held_out: optional `TrainingData` for the held-out loss.
       seed: int, seeds the initialisation and the batches.
       progress: show a tqdm bar.
-      loss: "gradient" (Chen's method 4, default) or "potential" (his θ-only potential
-        variant: `potential_loss_fn` on `data.potential`; separable HNNs only).
+      loss: "gradient" (Chen's method 4, default), "potential" (the potential's values
+        only: `potential_loss_fn` on `data.potential`) or "value_gradient" (Chen's method
+        3, the θ-only potential fitted to values and gradients: `value_gradient_loss_fn`,
+        `weights` = (gradient weight, value weight)); the last two need a separable HNN.
     """
-    if loss not in ("gradient", "potential"):
-        raise ValueError(f"`loss` must be 'gradient' or 'potential', got {loss!r}")
-    if loss == "potential" and (kind != "separable" or data.potential is None):
-        raise ValueError("`loss='potential'` needs kind='separable' and `data.potential`")
+    if loss not in LOSSES:
+        raise ValueError(f"`loss` must be one of {LOSSES}, got {loss!r}")
+    if loss != "gradient" and (kind != "separable" or data.potential is None):
+        raise ValueError(f"`loss={loss!r}` needs kind='separable' and `data.potential`")
     _checks.positive_int(num_steps, "num_steps")
     _checks.positive_int(batch_size, "batch_size")
     _checks.positive_float(learning_rate, "learning_rate")
@@ -146,7 +164,8 @@ def train(data, kind="separable", hidden=(64, 64), activation="tanh", num_steps=
     hnn = HNN(dim, kind=kind, hidden=hidden, activation=activation, dtype=dtype, seed=seed,
               latent_dim=latent_dim)
     hnn.set_standardisation(data.q.mean(0), np.maximum(data.q.std(0), 1e-8))
-    fields = (("q", "p", "dh_dq", "dh_dp") if loss == "gradient" else ("q", "potential"))
+    fields = {"gradient": ("q", "p", "dh_dq", "dh_dp"), "potential": ("q", "potential"),
+              "value_gradient": ("q", "dh_dq", "potential")}[loss]
     arrays = [tf.constant(getattr(data, f), dtype) for f in fields]
     settings = (_reuse.structure(hnn), loss, tuple(float(x) for x in weights),
                 float(learning_rate), int(num_steps))

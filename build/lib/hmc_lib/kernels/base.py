@@ -44,9 +44,58 @@ def check_mass_against_state(mass, x, name="mass"):
 
 
 class Kernel(tfp.mcmc.TransitionKernel):
-    """Base class: `parameters`, attribute access to them, and `is_calibrated = True`."""
+    """Base class: `parameters`, attribute access to them, and `is_calibrated = True`.
+
+    Compiled graphs shared across kernels: a subclass that names, in `_input_parameters`,
+    the numeric parameters its graph can take as inputs (step size, mass) lets `sample` and
+    `warmup` compile one graph per target and remaining settings (`graph_key`) and feed
+    those numbers in (`input_values`, `with_inputs`), instead of compiling again for every
+    new step size or mass matrix.
+    """
 
     _parameters: dict = {}
+    #: numeric parameters that a compiled chunk takes as inputs (none: no graph sharing)
+    _input_parameters = ()
+    #: a learned sampler (a trained network inside): its summaries charge the training
+    learned = False
+
+    def graph_key(self):
+        """A hashable key of what fixes this kernel's compiled graph besides the values of
+        `_input_parameters` (the class, the target object, every other parameter, and which
+        input parameters are set, with their shapes); None when the graph cannot be shared."""
+        # only a class that declares its own `_input_parameters` shares graphs: a subclass may
+        # keep graph-changing state outside `_parameters` (a network, a recorder)
+        if not type(self).__dict__.get("_input_parameters"):
+            return None
+        key = [type(self), id(self._parameters.get("target_log_prob_fn"))]
+        for name, value in sorted(self._parameters.items()):
+            if name == "target_log_prob_fn":
+                continue
+            if name in self._input_parameters:
+                key.append((name, None if value is None else tuple(np.shape(value))))
+                continue
+            try:
+                hash(value)
+            except TypeError:
+                return None
+            key.append((name, value))
+        return tuple(key)
+
+    def input_values(self, dtype):
+        """The values of the set `_input_parameters` as tensors of `dtype` (a dict)."""
+        return {name: _checks.as_dtype(self._parameters[name], dtype)
+                for name in self._input_parameters if self._parameters.get(name) is not None}
+
+    def with_inputs(self, **values):
+        """A copy of this kernel with some `_input_parameters` replaced (by tensors, inside
+        a compiled function); everything else, the target included, is shared."""
+        unknown = set(values) - set(self._input_parameters)
+        if unknown:
+            raise ValueError(f"not input parameters of {type(self).__name__}: {sorted(unknown)}")
+        new = object.__new__(type(self))
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_hmc_lib_compiled"})
+        new._parameters = dict(self._parameters, **values)
+        return new
 
     @property
     def parameters(self):

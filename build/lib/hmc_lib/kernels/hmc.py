@@ -29,7 +29,13 @@ class HMCResults(NamedTuple):
 
 
 def unpack_target(target_log_prob_fn):
-    """Accepts a callable or a `Target`-like object; returns `(log_prob_fn, dim or None)`."""
+    """Accepts a callable, a `Target`-like object (`log_prob` and `dim`: a `Target`, a
+    `hmc_lib.Model`) or a TFP joint distribution (made a `Model`: flat, unconstrained);
+    returns `(log_prob_fn, dim or None)`."""
+    from hmc_lib.model import as_model
+    model = as_model(target_log_prob_fn)
+    if model is not None:
+        return model.log_prob, model.dim
     if hasattr(target_log_prob_fn, "log_prob") and hasattr(target_log_prob_fn, "dim"):
         return target_log_prob_fn.log_prob, target_log_prob_fn.dim
     if not callable(target_log_prob_fn):
@@ -37,8 +43,9 @@ def unpack_target(target_log_prob_fn):
     return target_log_prob_fn, None
 
 
-def check_initial(x, log_prob, dim, name="current_state"):
-    """Validates a state `[chains, dim]` and its log-density `[chains]` (eagerly, if it can)."""
+def check_initial(x, log_prob, dim, name="current_state", grad=None):
+    """Validates a state `[chains, dim]`, its log-density `[chains]` and, if given, the
+    gradient there `[chains, dim]` (eagerly, if it can): all finite."""
     x = _checks.floating(x, name)
     if x.shape.rank is not None and x.shape.rank < 1:
         raise ValueError(f"`{name}` must have shape [chains, dim], got a scalar")
@@ -50,6 +57,12 @@ def check_initial(x, log_prob, dim, name="current_state"):
     if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(log_prob))):
         raise ValueError(f"`target_log_prob_fn` is not finite at `{name}` (chains "
                          f"{tf.where(~tf.math.is_finite(log_prob))[:, 0].numpy().tolist()})")
+    if grad is not None and tf.executing_eagerly():
+        bad = ~tf.reduce_all(tf.math.is_finite(grad), axis=-1)
+        if bool(tf.reduce_any(bad)):
+            raise ValueError(f"the gradient of `target_log_prob_fn` is not finite at `{name}` "
+                             f"(chains {tf.where(bad)[:, 0].numpy().tolist()}), where the "
+                             "log-density itself is finite: the dynamics cannot start there")
     return x
 
 
@@ -109,6 +122,8 @@ class HMC(Kernel):
         (default): M = I, and then the chain is bit-identical to TFP's HMC.
     """
 
+    _input_parameters = ("step_size", "mass")
+
     def __init__(self, target_log_prob_fn, step_size, num_leapfrog_steps,
                  max_energy_error=metropolis.MAX_ENERGY_ERROR, name="hmc", mass=None):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
@@ -138,7 +153,7 @@ class HMC(Kernel):
         x = _checks.floating(init_state, "current_state")
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
-        x = check_initial(x, lp, self._dim)
+        x = check_initial(x, lp, self._dim, grad=grad)
         check_mass_against_state(self._parameters.get("mass"), x)
         return self._results_type(
             target_log_prob=lp, grad_target_log_prob=grad,

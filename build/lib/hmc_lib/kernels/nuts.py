@@ -121,8 +121,14 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
     dir_seed, merge_seed, leaf_seed = tfp.random.split_seed(seed, n=3)
     dir_u = tf.random.stateless_uniform([depth_max, chains], seed=dir_seed, dtype=dtype)
     merge_u = tf.random.stateless_uniform([depth_max, chains], seed=merge_seed, dtype=dtype)
-    leaf_u = tf.random.stateless_uniform([depth_max, max_leaves, chains], seed=leaf_seed,
-                                         dtype=dtype)
+
+    def leaf_u(d, k):
+        # the uniform of leaf k of the depth-d subtree, drawn when the leaf is (drawing all
+        # 2^(D-1) x D of them up front cost more than the tree at the default depth 10)
+        index = tf.cast(d * max_leaves + k, tf.int32)
+        return tf.random.stateless_uniform(
+            [chains], seed=tf.random.experimental.stateless_fold_in(leaf_seed, index),
+            dtype=dtype)
     step_size = _checks.as_dtype(step_size, dtype)
     pow2 = tf.constant([2 ** j for j in range(1, levels + 1)], tf.int32)   # levels 1..D-1
     neg_inf = tf.fill([chains], tf.constant(-float("inf"), dtype))
@@ -155,7 +161,7 @@ def nuts_transition(initial, seed, step_size, step_fn, energy_fn, max_tree_depth
             div = div | (active & diverge)
             take = active & ~diverge
             new_logw = tf.reduce_logsumexp(tf.stack([sub_logw, logw], 0), 0)
-            pick = take & (leaf_u[d, k] < tf.exp(logw - new_logw))
+            pick = take & (leaf_u(d, k) < tf.exp(logw - new_logw))
             cand = _where(pick, leaf, cand)
             sub_logw = tf.where(take, new_logw, sub_logw)
             # checkpoints: the first leaf of each sub-subtree of size 2^j (j = 1..d)
@@ -251,6 +257,8 @@ class NUTS(Kernel):
 
     trace_fields = ("tree_depth",)
 
+    _input_parameters = ("step_size", "mass")
+
     def __init__(self, target_log_prob_fn, step_size, max_tree_depth=10,
                  max_energy_error=metropolis.MAX_ENERGY_ERROR, name="nuts", mass=None):
         self._log_prob_fn, self._dim = unpack_target(target_log_prob_fn)
@@ -275,7 +283,7 @@ class NUTS(Kernel):
             raise ValueError(f"`current_state` must have shape [chains, dim], got {x.shape.as_list()}")
         _checks.state_shape(x, self._dim, "current_state")
         lp, grad = self._value_and_grad(x)
-        x = check_initial(x, lp, self._dim)
+        x = check_initial(x, lp, self._dim, grad=grad)
         check_mass_against_state(self._parameters.get("mass"), x)
         return NUTSResults(
             target_log_prob=lp, grad_target_log_prob=grad,

@@ -16,10 +16,13 @@ the dual-averaging average of the terminal window.
 For a pseudo-marginal kernel (state `[theta, u]`) the mass matrix is θ's only: u has the
 identity mass by construction.
 
-The whole warm-up runs one compiled chunk function (the mass is a `tf.Variable` read by the
-kernel, the step size is written into the kernel results), so it compiles once.
+The whole warm-up runs one compiled chunk function (the step size is written into the kernel
+results; the mass is an input of the function for HMC and NUTS, a `tf.Variable` read by any
+other kernel), so it compiles once; for HMC and NUTS that graph is shared by every warm-up
+of the same target and settings in the process (`sampling.compiled_chunk`).
 """
 
+import functools
 import math
 import time
 from typing import NamedTuple
@@ -28,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from hmc_lib import _checks
-from hmc_lib.sampling import step_seeds
+from hmc_lib.sampling import run_warnings, step_seeds
 
 #: Stan's dual-averaging constants.
 GAMMA, T0, KAPPA = 0.05, 10.0, 0.75
@@ -131,7 +134,10 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
         `lambda step_size, mass: hmc_lib.PMHMC(glmm, step_size, 10, mass=mass)`. It is called
         once, with a `tf.Variable` as `mass`; the kernel's results must carry `step_size` and
         `log_accept_ratio` (all of the library's do).
-      initial_state: `[chains, dim]`, or the pseudo-marginal list `[theta, u]`.
+      initial_state: `[chains, dim]`, or the pseudo-marginal list `[theta, u]`, or, for a
+        kernel on a `hmc_lib.Model` or TFP joint distribution, a state in the model's
+        structure (then `state` comes back in it; the mass is that of the flat
+        unconstrained space).
       num_warmup: iterations (>= 20; Stan's buffers 75/25/50 need >= 150).
       seed: int or `[2]` stateless seed.
       target_accept: the acceptance statistic dual averaging aims at, in (0, 1).
@@ -161,6 +167,17 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
     _checks.positive_int(base_window, "base_window")
     _checks.positive_int(chunk_size, "chunk_size")
 
+    model = None
+    if not (tf.is_tensor(initial_state) or isinstance(initial_state, np.ndarray)):
+        # A state in a model's structure: the kernel's `Model` flattens it (a pseudo-marginal
+        # kernel's `[theta, u]` has no model and stays a list).
+        from hmc_lib.model import model_of
+        try:
+            model = model_of(kernel_factory(initial_step_size, None))
+        except (TypeError, ValueError):
+            model = None
+        if model is not None:
+            initial_state = model.to_flat(initial_state)
     is_list = isinstance(initial_state, (list, tuple))
     if is_list:
         parts = [_checks.floating(initial_state[0], "initial_state[0]")]
@@ -179,9 +196,17 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
     _checks.positive_float(initial_mass, "initial_mass")
     if np.shape(initial_mass) != (dim,):
         raise ValueError(f"`initial_mass` must have shape [{dim}], got {np.shape(initial_mass)}")
-    mass_var = tf.Variable(_checks.as_dtype(np.asarray(initial_mass, np.float64), dtype),
-                           trainable=False, name="warmup_mass")
-    kernel = kernel_factory(initial_step_size, mass_var)
+    # A kernel whose graph takes its mass as an input (HMC, NUTS: `graph_key`) shares one
+    # compiled warm-up graph with every warm-up of the same target and settings; any other
+    # kernel reads its mass from a `tf.Variable` that the windows update.
+    mass = np.asarray(initial_mass, np.float64)
+    kernel = kernel_factory(initial_step_size, mass)
+    shared = getattr(kernel, "graph_key", lambda: None)() is not None
+    mass_var = None
+    if not shared:
+        mass_var = tf.Variable(_checks.as_dtype(mass, dtype), trainable=False,
+                               name="warmup_mass")
+        kernel = kernel_factory(initial_step_size, mass_var)
     results = kernel.bootstrap_results(state)
     if not hasattr(results, "step_size") or not hasattr(results, "log_accept_ratio"):
         raise TypeError("`kernel_factory` must return one of the library's kernels (its results "
@@ -191,9 +216,12 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
     windows = window_schedule(num_warmup, init_buffer, term_buffer, base_window)
     seeds = step_seeds(seed, int(num_warmup) + chunk)
 
-    def run_chunk(state, results, da, sums, shift, seeds, num_active, collect):
+    def run_chunk(kernel_of, state, results, da, sums, shift, seeds, num_active, collect,
+                  target, inputs):
         """`chunk` iterations (those at or past `num_active` change nothing): dual averaging
-        on the step size, and (if `collect`) sums of θ − shift for the window variance."""
+        on the step size towards `target`, and (if `collect`) sums of θ − shift for the
+        window variance."""
+        kernel = kernel_of(inputs)
         arrays = [tf.TensorArray(dt, size=chunk) for dt in (tf.float64, tf.float64, tf.int32,
                                                             tf.bool)]
 
@@ -204,7 +232,7 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
                     results.step_size)))
                 new_state, new_res = kernel.one_step(state, res, seed=seeds[i])
                 acc = _accept_prob(new_res)
-                new_da = dual_averaging_update(da, tf.reduce_mean(acc), target_accept)
+                new_da = dual_averaging_update(da, tf.reduce_mean(acc), target)
                 x = tf.cast(_theta(new_state), tf.float64) - shift
                 c = tf.cast(collect, tf.float64)
                 new_sums = (sums[0] + c, sums[1] + c * x, sums[2] + c * x * x)
@@ -226,7 +254,12 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
             lambda i, *_: i < chunk, body, (tf.constant(0), state, results, da, sums, arrays))
         return state, results, da, sums, [ta.stack() for ta in tas]
 
-    compiled = tf.function(run_chunk, jit_compile=jit_compile, autograph=False)
+    from hmc_lib.sampling import compiled_chunk
+    compiled, _ = compiled_chunk(
+        kernel, ("warmup", chunk, bool(jit_compile)), (),
+        lambda kernel_of: tf.function(functools.partial(run_chunk, kernel_of),
+                                      jit_compile=jit_compile, autograph=False))
+    target = tf.constant(float(target_accept), tf.float64)
     da = dual_averaging_start(initial_step_size)
     traces, inverse_masses, chain_variances = [], [], []
     start_time = time.perf_counter()
@@ -236,9 +269,11 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
         sums = (tf.constant(0.0, tf.float64), zeros, zeros)
         for c0 in range(first, last, chunk):
             active = min(chunk, last - c0)
+            inputs = (kernel.with_inputs(mass=mass).input_values(dtype) if shared else {})
             state, results, da, sums, out = compiled(
                 state, results, da, sums, shift, seeds[c0:c0 + chunk],
-                tf.constant(active, tf.int32), tf.constant(bool(slow and adapt_mass)))
+                tf.constant(active, tf.int32), tf.constant(bool(slow and adapt_mass)),
+                target, inputs)
             traces.append([o.numpy()[:active] for o in out])
         if slow and adapt_mass:
             steps = float(sums[0])
@@ -250,7 +285,9 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
             inverse_masses.append(inv_mass)
             chain_mean = s1 / steps
             chain_variances.append((s2 / steps - chain_mean ** 2) * steps / (steps - 1.0))
-            mass_var.assign(tf.constant(1.0 / inv_mass, dtype))
+            mass = 1.0 / inv_mass
+            if mass_var is not None:
+                mass_var.assign(tf.constant(mass, dtype))
             da = dual_averaging_start(math.exp(float(da.log_step)))
     step_size = math.exp(float(da.log_step_bar)) if float(da.count) > 0 \
         else math.exp(float(da.log_step))
@@ -258,6 +295,19 @@ def warmup(kernel_factory, initial_state, num_warmup, seed, target_accept=0.8,
              for j, k in enumerate(("step_size", "accept_prob", "grad_evals", "is_divergent"))}
     trace.update(windows=windows, inverse_mass=inverse_masses, chain_variance=chain_variances,
                  seconds=time.perf_counter() - start_time)
+    # Early divergences are part of finding the step size; those of the terminal window,
+    # whose step sizes average to the one the run will use, and a chain that never moves
+    # there are worth a line (dual averaging still tries larger steps there, so a few
+    # divergences need not recur in sampling).
+    last = slice(windows[-1][0], windows[-1][1])
+    run_warnings(f"warmup (its last {last.stop - last.start} iterations, the step size still "
+                 "adapting)",
+                 trace["is_divergent"][last], trace["accept_prob"][last],
+                 moved=np.any(trace["accept_prob"][last] > 0, axis=0))
     if is_list:
         state = [tf.convert_to_tensor(t) for t in state]
-    return WarmupResult(state, step_size, mass_var.numpy().copy(), trace)
+    if model is not None:
+        state = model.from_flat(state)
+    final_mass = mass_var.numpy().copy() if mass_var is not None else np.asarray(
+        _checks.as_dtype(mass, dtype).numpy()).copy()
+    return WarmupResult(state, step_size, final_mass, trace)

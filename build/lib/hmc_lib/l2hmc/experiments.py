@@ -1,12 +1,18 @@
-"""The paper's four toy experiments (Levy et al. 2018, Sec. 5.1, Fig. 1) as one function.
+"""The paper's four toy experiments (Levy et al. 2018, Sec. 5.1, Fig. 1), shared by chapter 2,
+the benchmark and the recorded paper-size run.
 
-`compare(name)` trains L2HMC on a toy target (its training chains start from exact draws,
-so training works on mixing, not on burn-in), then runs L2HMC and HMC with the same number
-of leapfrog steps at a grid of step sizes, all started from exact draws of the target (so
-no burn-in is needed), and returns everything the chapter and the benchmark tabulate.
-Run sizes follow `hmc_lib.scale`.
+For each toy target: L2HMC is trained under several seeds (`train_toy`; its training chains
+start from exact draws, so training works on mixing, not on burn-in), and each trained
+sampler runs until its chains pass the convergence gate or a stated budget is spent
+(`run_l2hmc`). HMC with the same number of leapfrog steps runs the same way at its tuned
+step size (`run_hmc`; `ToySettings.hmc_step_size`, the best converged step size of the
+recorded run, which put every step size of `ToySettings.hmc_step_sizes` through the gate).
+Every chain starts from an exact draw of the target, so no burn-in is needed. `run_target`
+does all of it for one target; `run_targets` for several, in parallel. Run sizes follow
+`hmc_lib.scale` (`sizes`).
 """
 
+import dataclasses
 import time
 from typing import Any, NamedTuple
 
@@ -16,9 +22,9 @@ from hmc_lib import _reuse, diagnostics, scale as scale_mod, targets
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.l2hmc.kernel import L2HMC
 from hmc_lib.l2hmc.train import train
-from hmc_lib.sampling import sample
+from hmc_lib.sampling import sample, sample_until
 
-#: ESS per Metropolis step from the paper's table (OpenReview version, PAPERS.md §1);
+#: ESS per Metropolis step from the paper's table (OpenReview version; chapter 2);
 #: HMC has the same number of leapfrog steps, so the ratio is also per gradient.
 PAPER = {
     "icg50": dict(l2hmc=7.30e-2, hmc=1.65e-2, ratio=4.4),
@@ -27,119 +33,232 @@ PAPER = {
     "mog": dict(l2hmc=3.24e-2, hmc=None, ratio=None),  # "≪1": HMC does not mix
 }
 
-#: per-target settings: network width (paper: 100 units for the 50-d ICG); λ_b (0 where the
-#: burn-in draws from N(0, I) sit far out in stiff directions and their huge jumps swamp the
-#: loss); tempering for the mixture (T from 20 to 1, as in the reference code's MoG runs);
-#: the HMC step-size grid (the largest stable step is 2σ_min = 0.2 for the Gaussians).
-SETTINGS = {
-    "icg50": dict(hidden_units=(100, 100), burn_in_weight=0.0, initial_temperature=1.0,
-                  hmc_step_sizes=(0.05, 0.1, 0.15, 0.19)),
-    "scg": dict(hidden_units=(10, 10), burn_in_weight=0.0, initial_temperature=1.0,
-                hmc_step_sizes=(0.05, 0.1, 0.15, 0.19)),
-    "mog": dict(hidden_units=(10, 10), burn_in_weight=1.0, initial_temperature=20.0,
-                anneal_steps="all", hmc_step_sizes=(0.1, 0.2, 0.3, 0.4)),
-    "rough_well": dict(hidden_units=(10, 10), burn_in_weight=1.0, initial_temperature=1.0,
-                       hmc_step_sizes=(0.05, 0.1, 0.2, 0.3)),
-}
-
+TARGETS = ("icg50", "scg", "mog", "rough_well")
 NUM_LEAPFROG_STEPS = 10
 
 
+@dataclasses.dataclass(frozen=True)
+class ToySettings:
+    """How L2HMC is trained on one toy target, and the HMC step sizes tried.
+
+    hidden_units: both networks' hidden layers (paper: (10, 10); (100, 100) for the 50-d ICG).
+    burn_in_weight: λ_b of the loss (0 where draws from N(0, I) sit far out in stiff
+      directions and their huge jumps swamp the loss).
+    initial_temperature, anneal: tempering for the mixture (T from 20 to 1, reaching 1 at
+      the last training step when `anneal`), as in the reference code's MoG runs.
+    loss_scale: λ² of the loss (the reference code's 0.1).
+    learning_rate, decay_rate, decay_steps: Adam's rate, × `decay_rate` every `decay_steps`.
+    hmc_step_sizes: HMC's grid, which the recorded run (`long_runs.toys`) puts through the
+      gate. On the Gaussians the largest stable leapfrog step is 2σ_min = 0.2 and ESS per
+      step grows with the step until rejections bite, so the grid is dense below 0.2; on
+      the rough well any trajectory longer than about π/2 reaches the estimator's ceiling
+      of one per step.
+    hmc_step_size: HMC's tuned step size, the grid's best converged one (by ESS per step)
+      in the recorded run (`tests/test_l2hmc.py` checks that they agree).
+    """
+    hidden_units: tuple = (10, 10)
+    burn_in_weight: float = 1.0
+    initial_temperature: float = 1.0
+    anneal: bool = False
+    loss_scale: float = 0.1
+    learning_rate: float = 1e-3
+    decay_rate: float = 0.96
+    decay_steps: int = 1000
+    hmc_step_sizes: tuple = (0.1, 0.13, 0.15, 0.17, 0.18, 0.19)
+    hmc_step_size: float = 0.19
+
+
+SETTINGS = {
+    "icg50": ToySettings(hidden_units=(100, 100), burn_in_weight=0.0, hmc_step_size=0.17),
+    "scg": ToySettings(burn_in_weight=0.0, hmc_step_size=0.19),
+    "mog": ToySettings(initial_temperature=20.0, anneal=True,
+                       hmc_step_sizes=(0.1, 0.2, 0.3, 0.4), hmc_step_size=0.2),
+    "rough_well": ToySettings(hmc_step_sizes=(0.05, 0.1, 0.15, 0.2, 0.3), hmc_step_size=0.2),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Run sizes of one toy target at one scale.
+
+    train_steps, batch_size: Adam steps and training chains (paper: 5,000 and 200).
+    chains: chains of every gated run (L2HMC per seed, and HMC).
+    chunk_draws: draws between two readings of the convergence gate.
+    max_draws: the budget, draws per chain (L2HMC and HMC alike): a run that has not passed
+      the gate by then stops, unconverged.
+    """
+    train_steps: int
+    batch_size: int
+    chains: int
+    chunk_draws: int
+    max_draws: int
+
+    def budget_grads(self, num_steps=NUM_LEAPFROG_STEPS):
+        """The budget in gradient evaluations per chain."""
+        return self.max_draws * num_steps
+
+
 def sizes(scale=None, name=None):
-    """Run sizes at `scale` (for target `name` if given): training steps and batch, draws and
-    chains per sampler, and whether training and sampling are XLA-compiled (always: without
-    XLA a training step of these small networks costs many times more)."""
+    """`Sizes` at `scale` (the current one by default) for target `name`.
+
+    The gate asks R̂ <= 1.01, which needs chains some 100 autocorrelation times long: HMC on
+    the two Gaussians (about 100-180 steps per independent draw in their widest direction)
+    needs 10^4 draws or more, while a trained L2HMC usually needs far fewer. `book` trains
+    shorter than the paper (3 seeds of each target must fit the chapter's time), `paper`
+    trains 5,000 steps with the paper's batch of 200.
+    """
     pick = lambda ci, book, paper: scale_mod.pick(ci=ci, book=book, paper=paper, scale=scale)
-    # `book` trains 3 seeds of each target within the chapter's budget, so its training is
-    # 5-10x shorter than the paper's 5000 steps
     out = dict(train_steps=pick(150, 500, 5000), batch_size=pick(64, 100, 200),
-               draws=pick(150, 500, 2000), chains=pick(32, 64, 200),
-               train_jit=True, sample_jit=True)
-    if name == "mog":  # learning to jump between the modes needs a long, slow anneal
-        out.update(train_steps=pick(300, 2000, 10000), batch_size=pick(64, 200, 200))
-    if name == "icg50":  # the widest networks
-        out.update(train_steps=pick(150, 1000, 5000), batch_size=pick(64, 64, 200))
-    if name == "scg":  # the jumped distance keeps growing until ~3000 steps
+               chains=pick(8, 16, 32), chunk_draws=pick(250, 1000, 2500),
+               max_draws=pick(1000, 8000, 40000))
+    if name == "icg50":  # the widest networks: the most expensive training
+        out.update(train_steps=pick(150, 600, 5000), batch_size=pick(32, 64, 200))
+    if name == "scg":
         out.update(train_steps=pick(150, 1500, 5000))
-    return out
+    if name == "mog":  # learning to jump between the modes needs a long, slow anneal
+        out.update(train_steps=pick(300, 1500, 5000), batch_size=pick(64, 200, 200))
+    if name in ("icg50", "scg"):  # HMC's slow widest direction
+        out.update(chunk_draws=pick(500, 4000, 5000), max_draws=pick(1000, 24000, 40000))
+    # at `book` neither sampler passes the gate on icg50 within 24,000 draws nor on the
+    # mixture within 8,000 (measured at 0c7794a): smaller budgets keep the chapter in its
+    # 6 minutes (404 s before) and those cells are marked unconverged either way
+    if name == "icg50":
+        out.update(max_draws=pick(1000, 12000, 40000))
+    if name == "mog":
+        out.update(max_draws=pick(1000, 5000, 40000))
+    return Sizes(**out)
 
 
-#: the targets of `compare`, built once per process (targets are immutable), and their
-#: kernels: the training seeds on a target share compiled graphs (`hmc_lib._reuse`)
+#: the targets, built once per process (targets are immutable), and their kernels: the
+#: training seeds on a target share compiled graphs (`hmc_lib._reuse`)
 _target = _reuse.memo(targets.get)
 _KERNELS = _reuse.Cache(maxsize=8)
 
 
-class Comparison(NamedTuple):
-    """Output of `compare`. `hmc` maps each HMC step size to `(samples, trace)`."""
-    target: Any
+def _options(name, scale, overrides):
+    """`(ToySettings, Sizes, other train kwargs)` with `overrides` applied by field name."""
+    if name not in SETTINGS:
+        raise ValueError(f"`name` must be one of {sorted(SETTINGS)}, got {name!r}")
+    overrides = dict(overrides)
+    setting_keys = {f.name for f in dataclasses.fields(ToySettings)}
+    size_keys = {f.name for f in dataclasses.fields(Sizes)}
+    settings = dataclasses.replace(SETTINGS[name], **{k: overrides.pop(k) for k in list(overrides)
+                                                      if k in setting_keys})
+    size = dataclasses.replace(sizes(scale, name), **{k: overrides.pop(k) for k in list(overrides)
+                                                      if k in size_keys})
+    return settings, size, overrides
+
+
+class Trained(NamedTuple):
+    """A trained sampler: `dynamics`, the training `history` (see `train`), and seconds."""
+    name: str
+    seed: int
     dynamics: Any
     history: dict
-    l2hmc: tuple
-    hmc: dict
     train_seconds: float
 
 
-def _slice_trace(trace, chains):
-    return {k: (v[:, chains] if isinstance(v, np.ndarray) and v.ndim == 2 else v)
-            for k, v in trace.items() if k not in ("final_state", "final_kernel_results")}
+def train_toy(name, seed, scale=None, checkpoint=None, progress=False, **overrides):
+    """Trains L2HMC on toy target `name` with training seed `seed`; returns `Trained`.
 
-
-def compare(name, scale=None, seed=0, dynamics=None, progress=False, **overrides):
-    """Trains L2HMC on toy target `name` and samples it and HMC; returns a `Comparison`.
-
-    Args:
-      name: 'icg50', 'scg', 'mog' or 'rough_well'.
-      scale: run size (default: the current `hmc_lib.scale`).
-      seed: int; everything is seeded from it.
-      dynamics: already trained dynamics (e.g. from `load`): training is skipped.
-      progress: tqdm progress bar during training.
-      overrides: replace entries of `sizes(scale)` or `SETTINGS[name]`, or pass other
-        keyword arguments of `train`.
+    `overrides` replace fields of `SETTINGS[name]` or `sizes(scale, name)`, or pass other
+    keyword arguments of `train` (e.g. `target=` for a variant of the target).
+    `checkpoint`: a path; a killed training resumes from it (see `train`).
     """
-    if name not in SETTINGS:
-        raise ValueError(f"`name` must be one of {sorted(SETTINGS)}, got {name!r}")
-    opts = {**sizes(scale, name), **SETTINGS[name], **overrides}
-    target = _target(name)
-    grid = tuple(opts.pop("hmc_step_sizes"))
-    draws, chains = opts.pop("draws"), opts.pop("chains")
-    train_jit, jit = opts.pop("train_jit"), opts.pop("sample_jit")
-    history, train_seconds = {}, 0.0
-    if dynamics is None:
-        steps, batch = opts.pop("train_steps"), opts.pop("batch_size")
-        if opts.get("anneal_steps") == "all":  # T reaches 1 at the last training step
-            opts["anneal_steps"] = steps
-        t0 = time.perf_counter()
-        dynamics, history = train(target, num_train_steps=steps, batch_size=batch,
-                                  num_leapfrog_steps=NUM_LEAPFROG_STEPS, seed=seed,
-                                  init_state=target.sample(batch, seed=seed + 5),
-                                  jit_compile=train_jit, progress=progress, **opts)
-        train_seconds = time.perf_counter() - t0
-    init = target.sample(chains, seed=seed + 1)
-    # the kernels are built once per target and settings (each seed's weights copied into
-    # the L2HMC kernel's own dynamics), so later seeds re-use the compiled samplers
-    l2_kernel = _reuse.kernel_for(_KERNELS, (target,), ("l2hmc",), dynamics,
-                                  lambda d: L2HMC(target, d))
-    l2 = sample(l2_kernel, draws, init, seed=seed + 2, jit_compile=jit)
-    n = len(grid)
-    step = np.repeat(np.asarray(grid, np.float32), chains)[:, None]  # one step size per chain
-    kernel = _KERNELS.get((target,), ("hmc", _reuse.as_key(step), dynamics.num_steps),
-                          lambda: HMC(target, step_size=step,
-                                      num_leapfrog_steps=dynamics.num_steps))
-    init_h = target.sample(n * chains, seed=seed + 3)
-    hs, ht = sample(kernel, draws, init_h, seed=seed + 4, jit_compile=jit)
-    hmc = {}
-    for i, eps in enumerate(grid):
-        idx = slice(i * chains, (i + 1) * chains)
-        trace = _slice_trace(ht, idx)
-        trace["seconds"] = ht["seconds"] / n  # the grid ran as one batch
-        hmc[eps] = (hs[:, idx], trace)
-    return Comparison(target, dynamics, history, l2, hmc, float(train_seconds))
+    settings, size, extra = _options(name, scale, overrides)
+    target = extra.pop("target", None) or _target(name)
+    t0 = time.perf_counter()
+    dynamics, history = train(
+        target, num_train_steps=size.train_steps, batch_size=size.batch_size,
+        num_leapfrog_steps=NUM_LEAPFROG_STEPS, hidden_units=settings.hidden_units,
+        scale=settings.loss_scale, burn_in_weight=settings.burn_in_weight,
+        learning_rate=settings.learning_rate, decay_rate=settings.decay_rate,
+        decay_steps=settings.decay_steps, initial_temperature=settings.initial_temperature,
+        anneal_steps=size.train_steps if settings.anneal else None, seed=seed,
+        init_state=target.sample(size.batch_size, seed=seed + 5), progress=progress,
+        checkpoint=checkpoint, **extra)
+    seconds = history.get("train_seconds", time.perf_counter() - t0)
+    return Trained(name, int(seed), dynamics, history, float(seconds))
 
+
+class Chains(NamedTuple):
+    """A gated run: `samples` `[draws, chains, dim]`, its `trace` (from `sample_until`),
+    the gate's reading `convergence`, why it `stopped` ("converged", "max_draws"), and the
+    sampling `seconds` (compilation excluded)."""
+    samples: Any
+    trace: dict
+    convergence: Any
+    stopped: str
+    seconds: float
+
+
+#: the gate reads at most this many draws per chain, evenly thinned: thinning never raises
+#: the ESS of a reversible chain (Geyer 1992), so a thinned reading is conservative, and it
+#: keeps the gate's rank transforms affordable on runs of 10^4 draws and more
+GATE_MAX_DRAWS = 2000
+
+
+def gate(samples, max_draws=GATE_MAX_DRAWS):
+    """The convergence gate (`diagnostics.convergence`) read on at most `max_draws` evenly
+    spaced draws per chain."""
+    x = np.asarray(samples)
+    thin = max(1, -(-x.shape[0] // max_draws))
+    return diagnostics.convergence(x[::thin])
+
+
+def _gated(kernel, init, seed, size, checkpoint):
+    samples, trace = sample_until(kernel, init, seed=seed, chunk_draws=size.chunk_draws,
+                                  max_draws=size.max_draws, gate=gate, checkpoint=checkpoint)
+    return Chains(samples, trace, trace["convergence"], trace["stopped"],
+                  float(trace["seconds"]))
+
+
+def run_l2hmc(trained, seed=None, scale=None, checkpoint=None, target=None, **overrides):
+    """Runs the trained sampler from exact draws until the gate passes or the budget is
+    spent; returns `Chains`. `seed` defaults to the training seed."""
+    _, size, _ = _options(trained.name, scale, overrides)
+    target = target or _target(trained.name)
+    seed = trained.seed if seed is None else int(seed)
+    # one kernel per target and architecture, each seed's weights copied in, so later seeds
+    # re-use the compiled sampler
+    kernel = _reuse.kernel_for(_KERNELS, (target,), ("l2hmc",), trained.dynamics,
+                               lambda d: L2HMC(target, d))
+    return _gated(kernel, target.sample(size.chains, seed=seed + 1), seed + 2, size, checkpoint)
+
+
+def run_hmc(name, step_size, seed, scale=None, checkpoint=None, target=None, **overrides):
+    """HMC at `step_size` from exact draws until the gate passes or the budget is spent;
+    returns `Chains`."""
+    _, size, _ = _options(name, scale, overrides)
+    target = target or _target(name)
+    step = float(step_size)
+    kernel = _KERNELS.get((target,), ("hmc", step),
+                          lambda: HMC(target, step_size=step,
+                                      num_leapfrog_steps=NUM_LEAPFROG_STEPS))
+    return _gated(kernel, target.sample(size.chains, seed=seed + 6), seed + 7, size, checkpoint)
+
+
+# ------------------------------------------------------------------ measures
 
 def ess_per_step(samples, target):
-    """ESS per draw as the reference code measures it (`diagnostics.ess_known_moments`)."""
+    """ESS per draw as the paper measures it (`diagnostics.ess_known_moments`: the true
+    moments, the trace-normalised autocorrelation summed until it first drops below 0.05)."""
     return diagnostics.ess_known_moments(samples, target.mean, target.variance)
+
+
+def ess_per_step_reference_code(samples, target, cutoff=0.05):
+    """ESS per draw exactly as the reference code's `ESS` computes it: the trace-normalised
+    autocorrelation with the true moments at every lag up to n − 1, lags below `cutoff` set
+    to zero, the rest summed: 1 / (1 + 2 Σ_k ρ_k [ρ_k > cutoff]). Unlike `ess_per_step` it
+    keeps positive lags after the first drop (an oscillating autocorrelation, or noise)."""
+    x = np.asarray(samples, np.float64) - np.asarray(target.mean, np.float64)
+    n = x.shape[0]
+    size = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(x, n=size, axis=0)
+    acov = np.fft.irfft(f * np.conj(f), n=size, axis=0)[:n]
+    rho = acov.sum(axis=-1).mean(axis=1) / (n - np.arange(n)) / float(np.sum(target.variance))
+    rho = rho[:n - 1]
+    return float(1.0 / (1.0 + 2.0 * np.sum(np.where(rho[1:] > cutoff, rho[1:], 0.0))))
 
 
 def autocorrelation(samples, target, max_lag):
@@ -157,13 +276,6 @@ def mode_switch_rate(samples, axis=0):
     return float(np.mean(side[1:] != side[:-1]))
 
 
-def best_hmc(comparison):
-    """`(step_size, ess_per_step)` of the HMC step size with the largest ESS per step."""
-    scores = {eps: ess_per_step(s, comparison.target) for eps, (s, _) in comparison.hmc.items()}
-    eps = max(scores, key=scores.get)
-    return eps, scores[eps]
-
-
 def break_even(train_seconds, l2hmc_ess_per_second, hmc_ess_per_second):
     """Effective draws after which training plus L2HMC beats HMC in wall-clock time.
 
@@ -174,138 +286,175 @@ def break_even(train_seconds, l2hmc_ess_per_second, hmc_ess_per_second):
     return float(train_seconds / gain) if gain > 0 else float("inf")
 
 
-def table(comparison):
-    """One dict of the chapter's table row for this comparison.
+def _gate_fields(prefix, conv):
+    return {f"{prefix}_rhat": conv.rhat_max, f"{prefix}_ess_bulk": conv.ess_bulk_min,
+            f"{prefix}_ess_tail": conv.ess_tail_min, f"{prefix}_converged": bool(conv.converged)}
 
-    `*_ess_per_step` / `*_ess_per_grad`: the reference code's ESS (trace-weighted, so the
-    widest coordinates dominate; at most 1 per step); `*_min_ess_per_grad`: ArviZ's ESS of the
-    worst coordinate per gradient evaluation (`diagnostics.summary`).
+
+def chains_row(prefix, chains, target, num_steps=NUM_LEAPFROG_STEPS):
+    """The measures of one gated run, keys prefixed by `prefix`: ESS per step (the paper's
+    estimator and the reference code's), ArviZ's worst-coordinate ESS per gradient, ESS per
+    second, acceptance, the expected squared jumped distance per step (what L2HMC's loss
+    rewards), draws, why it stopped, and the gate's reading."""
+    s, tr = chains.samples, chains.trace
+    e = ess_per_step(s, target)
+    draws, n_chains = s.shape[:2]
+    worst = float(np.min(diagnostics.ess(s))) / (draws * n_chains * num_steps)
+    row = {f"{prefix}_ess_per_step": e,
+           f"{prefix}_ess_per_step_refcode": ess_per_step_reference_code(s, target),
+           f"{prefix}_min_ess_per_grad": worst,
+           f"{prefix}_ess_per_second": e * draws * n_chains / chains.seconds,
+           f"{prefix}_acceptance": float(np.mean(tr["is_accepted"])),
+           f"{prefix}_esjd": diagnostics.esjd(s),
+           f"{prefix}_draws": int(draws), f"{prefix}_stopped": chains.stopped,
+           f"{prefix}_seconds": chains.seconds}
+    row.update(_gate_fields(prefix, chains.convergence))
+    return row
+
+
+class SeedRun(NamedTuple):
+    """One training seed on one target: the trained sampler and its gated chains."""
+    trained: Trained
+    chains: Chains
+
+
+class HMCRun(NamedTuple):
+    """HMC on one target: its step size and the gated chains."""
+    step_size: float
+    chains: Chains
+
+
+class TargetRun(NamedTuple):
+    """Everything `run_target` measured on one target."""
+    name: str
+    target: Any
+    seeds: list
+    hmc: HMCRun
+
+
+def run_seed(name, seed, scale=None, **overrides):
+    """Trains one seed and runs its sampler through the gate; returns `SeedRun`."""
+    trained = train_toy(name, seed, scale=scale, **overrides)
+    return SeedRun(trained, run_l2hmc(trained, scale=scale, **overrides))
+
+
+def run_hmc_baseline(name, seed, scale=None, **overrides):
+    """HMC at the tuned step size (`ToySettings.hmc_step_size`) through the gate; `HMCRun`."""
+    settings, _, _ = _options(name, scale, overrides)
+    eps = settings.hmc_step_size
+    return HMCRun(eps, run_hmc(name, eps, seed, scale=scale, **overrides))
+
+
+def run_target(name, seeds, scale=None, hmc_seed=None, **overrides):
+    """Every training seed of `seeds` and the HMC baseline on target `name`; `TargetRun`."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("`seeds` must name at least one seed")
+    runs = [run_seed(name, s, scale=scale, **overrides) for s in seeds]
+    hmc = run_hmc_baseline(name, seeds[0] if hmc_seed is None else hmc_seed, scale=scale,
+                           **overrides)
+    return TargetRun(name, overrides.get("target") or _target(name), runs, hmc)
+
+
+def trained_row(trained):
+    """The measures of a training run: learned step size, seconds, the final loss and
+    whether the jumped distance was still rising (`still_improving`)."""
+    loss = np.asarray(trained.history["loss"])
+    return dict(learned_step_size=float(trained.dynamics.step_size.numpy()),
+                train_seconds=trained.train_seconds, train_steps=int(loss.size),
+                final_loss=float(np.mean(loss[-max(1, loss.size // 10):])),
+                still_improving=still_improving(trained.history))
+
+
+def ratio_row(name, l2hmc, hmc):
+    """One training seed's comparison from `l2hmc` (a `chains_row("l2hmc", ...)` merged
+    with `trained_row`) and `hmc` (a `chains_row("hmc", ...)` with `hmc_step_size`): the
+    ratios of ESS per step (`ratio`, the paper's measure; `ratio_refcode`, with the
+    reference code's estimator) and of worst-coordinate ESS per gradient (`min_ratio`), the
+    break-even number of effective draws, whether the ratio may be read (`converged`: both
+    runs passed the gate), and the paper's numbers."""
+    paper = PAPER.get(name, dict(l2hmc=None, hmc=None, ratio=None))
+    row = dict(target=name, **l2hmc, **hmc)
+    row.update(
+        ratio=row["l2hmc_ess_per_step"] / row["hmc_ess_per_step"],
+        ratio_refcode=row["l2hmc_ess_per_step_refcode"] / row["hmc_ess_per_step_refcode"],
+        min_ratio=row["l2hmc_min_ess_per_grad"] / row["hmc_min_ess_per_grad"],
+        converged=bool(row["l2hmc_converged"] and row["hmc_converged"]),
+        paper_l2hmc=paper["l2hmc"], paper_hmc=paper["hmc"], paper_ratio=paper["ratio"])
+    row["break_even_ess"] = break_even(row["train_seconds"], row["l2hmc_ess_per_second"],
+                                       row["hmc_ess_per_second"])
+    return row
+
+
+def seed_rows(run):
+    """One `ratio_row` per training seed of a `TargetRun` (with `seed_index` and `seed`)."""
+    t = run.target
+    hmc = dict(chains_row("hmc", run.hmc.chains, t), hmc_step_size=run.hmc.step_size)
+    rows = []
+    for i, sr in enumerate(run.seeds):
+        l2 = dict(chains_row("l2hmc", sr.chains, t), **trained_row(sr.trained))
+        rows.append(dict(ratio_row(run.name, l2, hmc), seed_index=i, seed=sr.trained.seed))
+    return rows
+
+
+def still_improving(history, fraction=0.1):
+    """Whether the training chains' expected squared jump was still rising at the end: the
+    mean over the last `fraction` of training above the mean over the `fraction` before."""
+    esjd = np.asarray(history["esjd"])
+    k = max(1, int(len(esjd) * fraction))
+    return bool(esjd[-k:].mean() > esjd[-2 * k:-k].mean())
+
+
+def step_size_gradients(target, step_size, num_batches=100, batch_size=100, seed=0,
+                        scale=0.1):
+    """Per-batch gradients of the training loss with respect to log ε at the start of
+    training, where the networks are zero and L2HMC is HMC with `NUM_LEAPFROG_STEPS` steps
+    of size `step_size`: one batch of `batch_size` exact draws per gradient, as in a
+    training step (no burn-in term). Returns a numpy array `[num_batches]`; its mean over
+    its standard deviation is the signal-to-noise ratio that Adam sees for the step size.
     """
-    t = comparison.target
-    l2_samples, l2_trace = comparison.l2hmc
-    eps, hmc_ess = best_hmc(comparison)
-    l2_ess = ess_per_step(l2_samples, t)
-    h_samples, h_trace = comparison.hmc[eps]
-    draws, chains = l2_samples.shape[:2]
-    per_sec = lambda ess, tr: ess * draws * chains / tr["seconds"]
-    l2_rate, h_rate = per_sec(l2_ess, l2_trace), per_sec(hmc_ess, h_trace)
-    paper = PAPER[t.name]
-    worst = lambda samples, trace: diagnostics.summary(samples, trace)["ess_per_grad"]
-    return dict(
-        target=t.name, l2hmc_ess_per_step=l2_ess, hmc_ess_per_step=hmc_ess, hmc_step_size=eps,
-        ratio=l2_ess / hmc_ess if hmc_ess > 0 else float("inf"),
-        l2hmc_ess_per_grad=l2_ess / comparison.dynamics.num_steps,
-        hmc_ess_per_grad=hmc_ess / comparison.dynamics.num_steps,
-        l2hmc_min_ess_per_grad=worst(l2_samples, l2_trace),
-        hmc_min_ess_per_grad=worst(h_samples, h_trace),
-        paper_l2hmc=paper["l2hmc"], paper_hmc=paper["hmc"], paper_ratio=paper["ratio"],
-        l2hmc_acceptance=float(np.mean(l2_trace["is_accepted"])),
-        hmc_acceptance=float(np.mean(h_trace["is_accepted"])),
-        learned_step_size=float(comparison.dynamics.step_size.numpy()),
-        train_seconds=comparison.train_seconds,
-        l2hmc_ess_per_second=l2_rate, hmc_ess_per_second=h_rate,
-        break_even_ess=break_even(comparison.train_seconds, l2_rate, h_rate))
+    import tensorflow as tf
+    from hmc_lib.kernels import metropolis
+    from hmc_lib.l2hmc.dynamics import Dynamics
+    from hmc_lib.l2hmc.kernel import target_value_and_grad
+    from hmc_lib.l2hmc.loss import acceptance_probability, esjd_loss
+    value_and_grad, dim = target_value_and_grad(target)
+    dynamics = Dynamics(dim, num_steps=NUM_LEAPFROG_STEPS, step_size=step_size)
+
+    @tf.function(autograph=False)
+    def gradient(x, seed):
+        s_v, s_d = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        v = tf.random.stateless_normal(tf.shape(x), seed=s_v)
+        d = tf.where(tf.random.stateless_uniform(tf.shape(x)[:1], seed=s_d) < 0.5, -1.0, 1.0)
+        value, grad = value_and_grad(x)
+        with tf.GradientTape() as tape:
+            end = dynamics.trajectory(x, v, d, value_and_grad, value, grad)
+            lar = (end.value - value + metropolis.kinetic_energy(v)
+                   - metropolis.kinetic_energy(end.momentum) + end.log_det_jacobian)
+            loss = esjd_loss(x, end.position, acceptance_probability(lar), scale)
+        return tape.gradient(loss, dynamics.log_step_size)
+
+    seeds = tf.random.experimental.stateless_split(tf.constant([int(seed), 11]), num_batches)
+    draws = target.sample(num_batches * batch_size, seed=int(seed))
+    return np.array([float(gradient(draws[i * batch_size:(i + 1) * batch_size], seeds[i]))
+                     for i in range(num_batches)])
 
 
-#: the headline numbers of `table` that the multi-seed summary reports, with the paper's
+# ------------------------------------------------------------------ seeds and processes
+
+#: the headline numbers of `seed_rows` that the multi-seed summary reports
 HEADLINES = ("ratio", "min_ratio", "train_seconds", "break_even_ess")
 
 
 def num_seeds(scale=None):
-    """Training seeds per target at `scale`: 2 at `ci`, 3 at `book`, 5 at `paper`."""
-    return scale_mod.pick(ci=2, book=3, paper=5, scale=scale)
+    """Training seeds per target: 2 at `ci`, 3 at `book` and `paper`."""
+    return scale_mod.pick(ci=2, book=3, paper=3, scale=scale)
 
 
 def training_seeds(scale=None):
     """The base seeds of the multi-seed runs, each through `hmc_lib.scale.seed` (so the seed
-    sweep shifts them): 0, 10, 20, ... (`compare` uses seed + 1 .. seed + 5 internally)."""
+    sweep shifts them): 0, 10, 20, ... (a run uses seed + 1 .. seed + 7 internally)."""
     return [scale_mod.seed(10 * i) for i in range(num_seeds(scale))]
-
-
-def _picklable(trace):
-    return {k: v for k, v in trace.items() if k not in ("final_state", "final_kernel_results")}
-
-
-def _compare_in_worker(name, scale, seed, kwargs):
-    """Runs `compare` in a worker process; returns it with the dynamics as (config, weights)
-    and the target as its name, so that it pickles."""
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    c = compare(name, scale=scale, seed=seed, **kwargs)
-    l2 = (c.l2hmc[0], _picklable(c.l2hmc[1]))
-    hmc = {eps: (s, _picklable(t)) for eps, (s, t) in c.hmc.items()}
-    history = {k: v for k, v in c.history.items() if k != "final_state"}
-    dyn = (c.dynamics.config, c.dynamics.get_weights())
-    return Comparison(name, dyn, history, l2, hmc, c.train_seconds)
-
-
-def _rebuild(payload):
-    from hmc_lib.l2hmc.dynamics import Dynamics
-    config, weights = payload.dynamics
-    dynamics = Dynamics(**config)
-    dynamics.set_weights(weights)
-    return payload._replace(target=targets.get(payload.target), dynamics=dynamics)
-
-
-def compare_many(jobs, scale=None, processes=None, **kwargs):
-    """`compare(name, seed=seed)` for each `(name, seed)` in `jobs`, optionally in parallel.
-
-    Args:
-      jobs: list of `(target name, seed)`.
-      processes: worker processes (default: `num_processes()`); 1 runs everything here.
-        Each job is seeded, so the results do not depend on which process ran it; only the
-        measured seconds do (jobs running side by side share the machine).
-    Returns:
-      list of `Comparison`, in the order of `jobs`.
-    """
-    jobs = [(str(name), int(seed)) for name, seed in jobs]
-    if not jobs:
-        raise ValueError("`jobs` must name at least one (target, seed)")
-    processes = num_processes() if processes is None else int(processes)
-    if processes < 1:
-        raise ValueError(f"`processes` must be >= 1, got {processes}")
-    scale = scale_mod.get() if scale is None else scale
-    if processes == 1 or len(jobs) == 1:
-        return [compare(name, scale=scale, seed=seed, **kwargs) for name, seed in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
-    with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
-        futures = [pool.submit(_compare_in_worker, name, scale, seed, kwargs)
-                   for name, seed in jobs]
-        return [_rebuild(f.result()) for f in futures]
-
-
-def num_processes():
-    """Worker processes for `compare_many`: the CPU count, at most 3 (the runs are small,
-    so one process rarely keeps more than one core busy)."""
-    import os
-    return max(1, min(3, os.cpu_count() or 1))
-
-
-def compare_seeds(name, seeds=None, scale=None, processes=None, **kwargs):
-    """`compare(name, seed=s)` for every training seed `s` (default `training_seeds`).
-
-    Returns a list of `Comparison`, one per seed, in the order of `seeds`.
-    """
-    seeds = training_seeds(scale) if seeds is None else list(seeds)
-    if not seeds:
-        raise ValueError("`seeds` must name at least one seed")
-    return compare_many([(name, s) for s in seeds], scale=scale, processes=processes,
-                        **kwargs)
-
-
-def seed_rows(comparisons):
-    """`table(c)` for each comparison, with its seed index and `min_ratio`, the L2HMC/HMC
-    ratio of worst-coordinate ESS per gradient evaluation."""
-    rows = []
-    for i, c in enumerate(comparisons):
-        row = table(c)
-        h = row["hmc_min_ess_per_grad"]
-        row["min_ratio"] = row["l2hmc_min_ess_per_grad"] / h if h > 0 else float("inf")
-        row["seed_index"] = i
-        rows.append(row)
-    return rows
 
 
 def spread(rows, key):
@@ -322,13 +471,87 @@ def headline_summary(rows_by_target):
     Args:
       rows_by_target: `{target name: seed_rows(...)}`.
     Returns:
-      `{target: {headline: (median, min, max), "paper_ratio": float or None,
-      "seeds": n}}` for the headlines in `HEADLINES`.
+      `{target: {headline: (median, min, max), "paper_ratio": float or None, "seeds": n,
+      "converged": every seed's ratio may be read}}` for the headlines in `HEADLINES`.
     """
     out = {}
     for name, rows in rows_by_target.items():
         entry = {key: spread(rows, key) for key in HEADLINES}
         entry["paper_ratio"] = PAPER[name]["ratio"]
         entry["seeds"] = len(rows)
+        entry["converged"] = all(r.get("converged", False) for r in rows)
         out[name] = entry
     return out
+
+
+def _picklable(chains):
+    trace = {k: v for k, v in chains.trace.items()
+             if k not in ("final_state", "final_kernel_results")}
+    return chains._replace(trace=trace)
+
+
+def _target_in_worker(name, seeds, scale, kwargs):
+    """`run_target` in a worker process, returned with the dynamics as (config, weights) and
+    the target as its name, so that it pickles."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    run = run_target(name, seeds, scale=scale, **kwargs)
+    seed_runs = []
+    for sr in run.seeds:
+        tr = sr.trained
+        history = {k: v for k, v in tr.history.items() if k != "final_state"}
+        dyn = (tr.dynamics.config, tr.dynamics.get_weights())
+        seed_runs.append(SeedRun(tr._replace(dynamics=dyn, history=history),
+                                 _picklable(sr.chains)))
+    hmc = run.hmc._replace(chains=_picklable(run.hmc.chains))
+    return TargetRun(name, name, seed_runs, hmc)
+
+
+def _rebuild(run):
+    from hmc_lib.l2hmc.dynamics import Dynamics
+    seeds = []
+    for sr in run.seeds:
+        config, weights = sr.trained.dynamics
+        dynamics = Dynamics(**config)
+        dynamics.set_weights(weights)
+        seeds.append(sr._replace(trained=sr.trained._replace(dynamics=dynamics)))
+    return run._replace(target=_target(run.name), seeds=seeds)
+
+
+def run_targets(names, seeds=None, scale=None, processes=None, **kwargs):
+    """`run_target(name, seeds)` for each name, one target per worker process.
+
+    Args:
+      names: target names.
+      seeds: training seeds (default `training_seeds(scale)`).
+      processes: worker processes (default `num_processes()`); 1 runs everything here.
+        Each run is seeded, so the results do not depend on which process ran it; only the
+        measured seconds do (processes running side by side share the machine). A target's
+        seeds run in one process, so they share its compiled graphs.
+    Returns:
+      list of `TargetRun`, in the order of `names`.
+    """
+    names = [str(n) for n in names]
+    if not names:
+        raise ValueError("`names` must name at least one target")
+    seeds = training_seeds(scale) if seeds is None else [int(s) for s in seeds]
+    processes = num_processes() if processes is None else int(processes)
+    if processes < 1:
+        raise ValueError(f"`processes` must be >= 1, got {processes}")
+    scale = scale_mod.get() if scale is None else scale
+    if processes == 1 or len(names) == 1:
+        return [run_target(n, seeds, scale=scale, **kwargs) for n in names]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
+    # the most expensive target first, so that the others fill the second worker meanwhile
+    with ProcessPoolExecutor(max_workers=min(processes, len(names)), mp_context=ctx) as pool:
+        futures = {n: pool.submit(_target_in_worker, n, seeds, scale, kwargs) for n in names}
+        return [_rebuild(futures[n].result()) for n in names]
+
+
+def num_processes():
+    """Worker processes for `run_targets`: the CPU count, at most 2 (one target keeps about
+    one core busy, and the chapter's budget is set on 2 cores)."""
+    import os
+    return max(1, min(2, os.cpu_count() or 1))

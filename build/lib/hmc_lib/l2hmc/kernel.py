@@ -34,7 +34,7 @@ class L2HMCResults(NamedTuple):
     is_accepted, log_accept_ratio, is_divergent: the last Metropolis test.
     log_det_jacobian: log|det J| of the last proposal; direction: its d (±1).
     grad_evals: int32, true-gradient evaluations of the last step (M: the gradient at the
-      current state is carried in the results, one evaluation per leapfrog-like step).
+    current state is carried in the results, one evaluation per leapfrog-like step).
     """
     target_log_prob: tf.Tensor
     grad_target_log_prob: tf.Tensor
@@ -59,6 +59,8 @@ class L2HMC(Kernel):
       dynamics: a `Dynamics` (from `hmc_lib.l2hmc.train` or `load`).
       max_energy_error: larger energy errors count as divergences.
     """
+
+    learned = True
 
     trace_fields = ("log_det_jacobian",)
 

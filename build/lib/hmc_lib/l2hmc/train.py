@@ -8,8 +8,11 @@ probabilities A give the loss ℓ(x) + λ_b ℓ(z) (`loss.esjd_loss`); one Adam 
 step. Steps run in compiled chunks (a `tf.while_loop` per chunk, XLA when it compiles).
 """
 
+import hashlib
+import json
 import math
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -137,6 +140,54 @@ class _Workspace:
         return x, {n: a.stack() for n, a in arrays.items()}
 
 
+def _digest(x):
+    """A short hash of an array (the training chains' start), to tell runs apart."""
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()[:16]
+
+
+_HISTORY = ("loss", "acceptance", "esjd", "step_size", "learning_rate", "temperature",
+            "skipped")
+
+
+def _save_checkpoint(path, fingerprint, work, chunks_done, elapsed, times, x, records):
+    from hmc_lib import records as records_mod
+    history = {n: np.concatenate([r[n] for r in records]) for n in _HISTORY}
+    records_mod.save_tree(path, dict(
+        fingerprint=np.array(fingerprint), chunks_done=np.int64(chunks_done),
+        elapsed=np.float64(elapsed), times=np.asarray(times, np.float64), x=np.asarray(x),
+        weights=[v.numpy() for v in work.dynamics.ordered_variables()],
+        adam_m=[m.numpy() for m in work.optimizer.m],
+        adam_v=[v.numpy() for v in work.optimizer.v],
+        adam_iterations=work.optimizer.iterations.numpy(), history=history))
+
+
+def _load_checkpoint(path, fingerprint, work):
+    """`(chunks_done, elapsed, times, x, records)` from `path` with the workspace's weights
+    and optimiser restored, or None if there is no checkpoint."""
+    import os
+    from hmc_lib import records as records_mod
+    if not os.path.exists(path):
+        return None
+    variables = work.dynamics.ordered_variables()
+    like = dict(fingerprint=0, chunks_done=0, elapsed=0, times=0, x=0,
+                weights=[0] * len(variables), adam_m=[0] * len(work.optimizer.m),
+                adam_v=[0] * len(work.optimizer.v), adam_iterations=0,
+                history={n: 0 for n in _HISTORY})
+    tree = records_mod.load_tree(path, like)
+    if str(tree["fingerprint"]) != fingerprint:
+        raise ValueError(f"`checkpoint` {path!r} belongs to another training run; delete it "
+                         "or pass another path")
+    for var, value in zip(variables, tree["weights"]):
+        var.assign(value)
+    for slot, value in zip(work.optimizer.m + work.optimizer.v,
+                           tree["adam_m"] + tree["adam_v"]):
+        slot.assign(value)
+    work.optimizer.iterations.assign(int(tree["adam_iterations"]))
+    x = tf.constant(tree["x"])
+    return (int(tree["chunks_done"]), float(tree["elapsed"]), list(tree["times"]), x,
+            [dict(tree["history"])])
+
+
 #: compiled training loops, one per (target, dynamics' architecture, settings)
 _WORKSPACES = _reuse.Cache(maxsize=4)
 
@@ -145,7 +196,7 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
           hidden_units=(10, 10), scale=0.1, burn_in_weight=1.0, learning_rate=1e-3,
           decay_rate=0.96, decay_steps=1000, initial_temperature=1.0, anneal_steps=None,
           dynamics=None, init_state=None, dim=None, seed=0, chunk_size=None,
-          jit_compile=True, progress=False):
+          jit_compile=True, progress=False, checkpoint=None, checkpoint_seconds=120.0):
     """Trains L2HMC dynamics for `target`; returns `(dynamics, history)`.
 
     Args:
@@ -167,11 +218,22 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
       chunk_size: steps per compiled call (default: min(100, num_train_steps)).
       jit_compile: try XLA first (falls back to plain `tf.function` if XLA fails).
       progress: show a tqdm progress bar.
+      checkpoint: a file path (`.npz`), or None. The run so far (weights, Adam's moments and
+        step count, the training chains, the history, elapsed seconds) is written there
+        atomically after a chunk once `checkpoint_seconds` have passed since the last write,
+        and after the last chunk; called again with the same arguments after the process
+        was killed (even `kill -9`), `train` resumes from it and ends, on the same machine,
+        with the same dynamics and history as a run that was never interrupted. A file
+        written by a run with other settings raises `ValueError`.
+      checkpoint_seconds: least wall-clock seconds between checkpoint writes.
     Returns:
       `dynamics` and `history`, a dict of numpy arrays `[num_train_steps]` for `loss`,
       `acceptance` (mean A of the sampler's chains), `esjd` (mean ‖x − x'‖² A),
       `step_size`, `learning_rate`, `temperature`, `seconds_per_step`; and scalars
-      `train_seconds` (wall clock, compilation included), `compile_seconds` (estimated),
+      `train_seconds` (wall clock, compilation included, summed over resumed processes),
+      `compile_seconds` (estimated), `xla` (whether the training step ran under XLA) and
+      `xla_fallback` (True when XLA failed to compile it and training ran without, which a
+      `RuntimeWarning` also says),
       `skipped_steps` (updates skipped for non-finite gradients), plus `final_state`.
     """
     value_and_grad_fn, target_dim = target_value_and_grad(target)
@@ -228,25 +290,48 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
         work.reset(dynamics)
     else:
         work = _Workspace(value_and_grad_fn, dynamics, spec)
-    chunks = range(num_chunks)
+    first_chunk, spent, times, records = 0, 0.0, [], []
+    fingerprint = None
+    if checkpoint is not None:
+        fingerprint = json.dumps(dict(
+            seed=int(seed), steps=num_train_steps, batch=batch_size,
+            dynamics=dynamics.config, init=_digest(x),
+            spec={k: str(v) for k, v in sorted(spec.items()) if k != "jit_compile"}),
+            sort_keys=True)
+        restored = _load_checkpoint(checkpoint, fingerprint, work)
+        if restored is not None:
+            first_chunk, spent, times, x, records = restored
+    chunks = range(first_chunk, num_chunks)
     if progress:
         from tqdm.auto import tqdm
-        chunks = tqdm(chunks, desc="training L2HMC")
+        chunks = tqdm(chunks, desc="training L2HMC", initial=first_chunk, total=num_chunks)
     start_time = time.perf_counter()
-    times, records = [], []
+    last_write = start_time
+    xla_fallback = False
     for c in chunks:
         t0 = time.perf_counter()
         try:
             x, stats = work.compiled(x, tf.constant(c * chunk_size), seeds[c])
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
-                tf.errors.InternalError):
-            if c > 0 or not work.jit_compile:
+                tf.errors.InternalError) as err:
+            if c > first_chunk or not work.jit_compile:
                 raise
+            first_line = (str(err.message).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"l2hmc.train: XLA could not compile the training step "
+                          f"({type(err).__name__}: {first_line}); training without XLA "
+                          f"(slower); history['xla'] is False", RuntimeWarning, stacklevel=2)
+            xla_fallback = True
             work.compile(jit_compile=False)
             x, stats = work.compiled(x, tf.constant(c * chunk_size), seeds[c])
         records.append({n: s.numpy() for n, s in stats.items()})
         times.append(time.perf_counter() - t0)
-    train_seconds = time.perf_counter() - start_time
+        now = time.perf_counter()
+        if checkpoint is not None and (c == num_chunks - 1
+                                       or now - last_write >= checkpoint_seconds):
+            _save_checkpoint(checkpoint, fingerprint, work, c + 1,
+                             spent + now - start_time, times, x, records)
+            last_write = now
+    train_seconds = spent + time.perf_counter() - start_time
     if work.dynamics is not dynamics:
         _reuse.copy_weights(work.dynamics, dynamics)
     typical = float(np.median(times[1:])) if len(times) > 1 else float("nan")
@@ -257,6 +342,7 @@ def train(target, num_train_steps=5000, batch_size=200, num_leapfrog_steps=10, s
     history.update(
         train_seconds=float(train_seconds),
         compile_seconds=float(times[0] - typical) if len(times) > 1 else float("nan"),
+        xla=bool(work.jit_compile), xla_fallback=xla_fallback,
         skipped_steps=int(np.sum(np.concatenate([r["skipped"] for r in records])[:num_train_steps])),
         final_state=x.numpy())
     return dynamics, history

@@ -13,7 +13,9 @@ network).
   test) and `GPSurrogate` (`gp_surrogate.py`, an SE-kernel GP of log π whose mean's gradient
   drives the leapfrog): the paper's two competitors (Tables 3 and 4);
 - `experiments`, `expensive`: the run sizes per scale and the paper's numbers that the chapter and the
-  benchmark share.
+  benchmark share;
+- `long_runs`: the recorded paper-size runs (GP regression, GARCH, logistic regression,
+  Table 4), resumable, run by `tools/record.py` and rendered by chapters 3 and 6.
 """
 
 from hmc_lib.nnghmc.kernel import NNgHMC, NNgHMCResults, RecordingHMC, recording_trajectory, swap_prior

@@ -43,7 +43,10 @@ def settings(scale):
     """Run sizes and sampler settings per experiment at `scale`.
 
     Banana: ε=0.3, L=20 instead of the paper's 0.1, 5 (our banana, A=1, B=0.1, C=1, has
-    sd(x1)=10; a trajectory of length 0.5 barely moves). ICG30: the paper's ε=0.5, L=100.
+    sd(x1)=10; a trajectory of length 0.5 barely moves); `paper_settings`: the paper's ε and
+    L, for HMC alone, run in chunks of `chunk` draws up to `max_draws` until the gate passes.
+    `num_results`: draws per chunk of the final runs, `max_results` their budget (both
+    continue until the convergence gate passes; `run_compare`). ICG30: the paper's ε=0.5, L=100.
     Logistic regression: the paper's L=20; ε is 0.0075 at the reference size (the middle one)
     and scales like n^-1/2 — the paper's ε=0.01 puts εL near one full period of the
     posterior's oscillation at our sizes (a fixed L resonates; the authors' code draws L at
@@ -57,13 +60,17 @@ def settings(scale):
     p = lambda **kw: scale_mod.pick(scale=scale, **kw)
     return dict(
         banana=dict(target=dict(), step_size=0.3, L=20, chains=4,
-                    num_results=p(ci=200, book=2000, paper=5000), burnin=100,
+                    num_results=p(ci=1000, book=2000, paper=5000),
+                    max_results=p(ci=2000, book=16000, paper=40000), burnin=100,
                     collect=p(ci=100, book=500, paper=1000),
+                    paper_settings=dict(step_size=0.1, L=5, chains=16,
+                                        chunk=p(ci=2000, book=30000, paper=100000),
+                                        max_draws=p(ci=4000, book=60000, paper=400000)),
                     net=dict(hidden=100, epochs=p(ci=20, book=50, paper=50), batch_size=64,
                              learning_rate=1e-2),
                     exact=dict(chains=128, draws=p(ci=50, book=200, paper=1000))),
         icg30=dict(target=dict(), step_size=0.5, L=100, chains=4,
-                   num_results=p(ci=200, book=1000, paper=5000), burnin=100,
+                   num_results=p(ci=200, book=400, paper=5000), burnin=100,
                    collect=p(ci=100, book=100, paper=200),
                    net=dict(hidden=100, epochs=10, learning_rate=1e-3),
                    exact=dict(chains=128, draws=p(ci=30, book=100, paper=1000))),
@@ -72,13 +79,14 @@ def settings(scale):
                             paper=[10000, 25000, 50000]),
                     step_size=p(ci=0.0075, book=0.0075, paper=0.005), L=20,
                     chains=p(ci=2, book=4, paper=4), num_results=p(ci=100, book=1000, paper=1000),
+                    max_results=p(ci=100, book=4000, paper=4000),
                     burnin=50, collect=p(ci=100, book=100, paper=100),
                     net=dict(hidden=100, epochs=50, batch_size=128, learning_rate=1e-3,
                              linear=True),
                     seeds=p(ci=2, book=3, paper=5),
-                    agree=dict(chains=16, burnin=50, draws=p(ci=50, book=200, paper=1000)),
-                    block=dict(epochs=p(ci=5, book=30, paper=30),
-                               iterations=p(ci=50, book=200, paper=200))),
+                    agree=dict(chains=16, burnin=50, draws=p(ci=50, book=100, paper=1000)),
+                    block=dict(epochs=p(ci=5, book=20, paper=30),
+                               iterations=p(ci=50, book=100, paper=200))),
     )
 
 
@@ -86,7 +94,7 @@ def compare_kwargs(cfg):
     """The schedule's keyword arguments of `compare` for one experiment's settings `cfg`."""
     return dict(num_burnin_steps=cfg["burnin"], collect_until=cfg["burnin"] + cfg["collect"],
                 retrain_every=cfg["collect"] // 2, probe_steps=20, tolerance=0.15,
-                net_kwargs=cfg["net"])
+                net_kwargs=cfg["net"], max_results=cfg.get("max_results"))
 
 
 def run_compare(target, cfg, x0, seed, step_size=None, criterion="acceptance"):
@@ -114,7 +122,9 @@ class SeedRun(NamedTuple):
     row: dict of the headline numbers — `seed`, `num_data`, `dim`, `hmc_ess_per_second`,
       `nnghmc_ess_per_second` (both with training, collection and probes charged),
       `speedup` (their ratio), `sampling_speedup` (ESS/s of the final phases only),
-      `hmc_acceptance`, `nnghmc_acceptance`, `train_seconds`, `final_method`.
+      `hmc_acceptance`, `nnghmc_acceptance`, `train_seconds`, `final_method`, the draws per
+      chain and the convergence gate of both runs (`hmc_rhat`, `hmc_ess_gate`: the smaller
+      of bulk and tail ESS; likewise `nnghmc_*`) and `converged` (both passed).
     hmc, nnghmc: `compare`'s summaries; hmc_run: `(samples, trace)`; schedule: the
     `ScheduleResult`.
     """
@@ -155,9 +165,48 @@ def logreg_seeds(cfg, num_data, seeds, criterion="acceptance"):
                    speedup=n["ess_per_second_total"] / h["ess_per_second_total"],
                    sampling_speedup=n["ess_per_second"] / h["ess_per_second"],
                    hmc_acceptance=h["acceptance"], nnghmc_acceptance=n["acceptance"],
-                   train_seconds=n["train_seconds"], final_method=n["method"])
+                   train_seconds=n["train_seconds"], final_method=n["method"],
+                   hmc_draws=h["draws"], nnghmc_draws=n["draws"],
+                   hmc_rhat=h["rhat_max"], nnghmc_rhat=n["rhat_max"],
+                   hmc_ess_gate=min(h["ess_bulk_min"], h["ess_tail_min"]),
+                   nnghmc_ess_gate=min(n["ess_bulk_min"], n["ess_tail_min"]),
+                   converged=bool(h["converged"] and n["converged"]))
         runs.append(SeedRun(row, h, n, hmc_run, res))
     return runs
+
+
+#: rows of `comparison_frame`, in order: (label, key of `compare`'s summaries)
+COMPARISON_ROWS = (("final phase", "method"), ("acceptance", "acceptance"),
+                   ("draws per chain", "draws"), ("ESS min", "ess_min"),
+                   ("ESS median", "ess_median"), ("R̂ (max)", "rhat_max"),
+                   ("ESS bulk (min)", "ess_bulk_min"), ("ESS tail (min)", "ess_tail_min"),
+                   ("sampling s", "seconds"), ("training s", "train_seconds"),
+                   ("total s", "total_seconds"), ("ESS/s, all charged", "ess_per_second_total"))
+
+
+def comparison_frame(hmc, nnghmc, paper_acceptance=None):
+    """HMC against scheduled NNgHMC as a narrow table: one column per sampler, one row per
+    quantity (`COMPARISON_ROWS`), with the convergence gate's reading of each.
+
+    Args:
+      hmc, nnghmc: `schedule.compare`'s summaries (`diagnostics.summary` dicts with the
+        gate's `rhat_max`, `ess_bulk_min`, `ess_tail_min`, `converged`, and `compare`'s
+        `total_seconds`, `train_seconds`, `ess_per_second_total`, `method`).
+      paper_acceptance: optional `(hmc, nnghmc)` acceptance rates of the paper (a row).
+    Returns:
+      `(frame, converged)`: a `pd.DataFrame` with columns "HMC", "NNgHMC", and the two
+      cells' gate verdicts, for `hmc_lib.book.gated_table(frame, converged, axis=1)`.
+    """
+    import pandas as pd
+    cols = {}
+    for name, s in (("HMC", hmc), ("NNgHMC", nnghmc)):
+        cols[name] = [s[key] for _, key in COMPARISON_ROWS]
+    frame = pd.DataFrame(cols, index=[label for label, _ in COMPARISON_ROWS], dtype=object)
+    if paper_acceptance is not None:
+        paper = pd.DataFrame({"HMC": [paper_acceptance[0]], "NNgHMC": [paper_acceptance[1]]},
+                             index=["paper acceptance"], dtype=object)
+        frame = pd.concat([frame.iloc[:2], paper, frame.iloc[2:]])
+    return frame, [bool(hmc["converged"]), bool(nnghmc["converged"])]
 
 
 def spread(values):

@@ -1,5 +1,5 @@
 """A Gaussian-process surrogate of log π whose mean's gradient drives HMC: the second
-competitor of NNgHMC in the paper's Table 4 (PAPERS.md §2; Rasmussen 2003's idea).
+competitor of NNgHMC in the paper's Table 4 (chapters 3 and 6; Rasmussen 2003's idea).
 
 The GP models the values u_i = log π(q_i) at n training points with a constant mean c (the
 average of u) and the squared-exponential kernel k(x, x') = s² exp(−|x − x'|² / (2ℓ²)) plus

@@ -67,6 +67,8 @@ class NNgHMC(Kernel):
     kernels give the same chain from the same seed (up to float rounding).
     """
 
+    learned = True
+
     #: extra per-step result fields `hmc_lib.sample` traces
     trace_fields = ("potential_evals",)
 

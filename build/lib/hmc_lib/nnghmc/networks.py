@@ -1,4 +1,4 @@
-"""The gradient network of NNgHMC (PAPERS.md §2) and its trainer.
+"""The gradient network of NNgHMC (chapters 3 and 6) and its trainer.
 
 Convention: the network predicts **∇log π(q) = −∇U(q)**, the field that
 `hmc_lib.integrators` kicks with (so a trained network plugs straight into a leapfrog).

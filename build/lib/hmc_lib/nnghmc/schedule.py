@@ -19,7 +19,7 @@ from hmc_lib import _checks, _reuse
 from hmc_lib.kernels.hmc import HMC
 from hmc_lib.nnghmc.kernel import NNgHMC, RecordingHMC
 from hmc_lib.nnghmc.networks import GradientNet
-from hmc_lib.sampling import sample
+from hmc_lib.sampling import sample, sample_until
 
 
 class Collected(NamedTuple):
@@ -145,14 +145,15 @@ def _default_fit(net_kwargs):
 def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, num_results,
                  collect_from=0, collect_until=1000, retrain_every=200, probe_steps=20,
                  tolerance=0.1, net_kwargs=None, fit_fn=None, seed=0, jit_compile=True,
-                 criterion="acceptance", min_speedup=1.0):
+                 criterion="acceptance", min_speedup=1.0, max_results=None, gate=None):
     """NNgHMC with the paper's training schedule; falls back to HMC if the network never fits.
 
     Args:
       target_log_prob_fn: `[chains, dim] -> [chains]` or a `Target`.
       current_state: `[chains, dim]` start.
       step_size, num_leapfrog_steps: ε and L, shared by HMC and NNgHMC.
-      num_results: draws of the final phase (returned).
+      num_results: draws of the final phase (returned); with `max_results`, the draws per
+        chunk of `sample_until`.
       collect_from (a), collect_until (b): HMC draws before collecting, and the draw at which
         collection stops at the latest (a < b).
       retrain_every (r): draws collected between fits.
@@ -171,6 +172,11 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
         trainer (history a dict with `seconds` and `loss`).
       seed: int; seeds every phase.
       jit_compile: compile the samplers with XLA.
+      max_results: None (the final phase runs `num_results` draws), or the most draws of a
+        final phase that runs in chunks of `num_results` until the convergence gate passes
+        (`sampling.sample_until`; its trace then has `convergence`, `stopped` and
+        `history`). The projected switch test still assumes `num_results` draws.
+      gate: `sample_until`'s gate (default `diagnostics.convergence`).
     Returns:
       A `ScheduleResult`.
     """
@@ -264,10 +270,26 @@ def run_schedule(target_log_prob_fn, current_state, step_size, num_leapfrog_step
     log["method"] = "nnghmc" if log["switched_at"] is not None else "hmc"
     kernel = (_nnghmc_kernel(target_log_prob_fn, grad_fn, **hmc_kwargs)
               if log["method"] == "nnghmc" else _kernel(HMC, target_log_prob_fn, **hmc_kwargs))
-    samples, trace = sample(kernel, num_results, state, seed=next(seeds), jit_compile=jit_compile)
+    samples, trace = _final_phase(kernel, num_results, state, next(seeds), jit_compile,
+                                  max_results, gate)
     log["overhead_seconds"] = (log["burnin_seconds"] + log["collect_seconds"]
                                + log["train_seconds"] + log["probe_seconds"])
     return ScheduleResult(samples, trace, grad_fn, log)
+
+
+def _final_phase(kernel, num_results, state, seed, jit_compile, max_results, gate,
+                 num_burnin_steps=0):
+    """`sample` of `num_results` draws, or with `max_results` `sample_until` in chunks of
+    `num_results` until the gate passes or `max_results` draws are kept."""
+    if max_results is None:
+        return sample(kernel, num_results, state, num_burnin_steps=num_burnin_steps,
+                      seed=seed, jit_compile=jit_compile)
+    _checks.positive_int(max_results, "max_results")
+    if max_results < num_results:
+        raise ValueError(f"`max_results` ({max_results}) must be >= `num_results` "
+                         f"({num_results})")
+    return sample_until(kernel, state, seed, chunk_draws=num_results, max_draws=max_results,
+                        num_burnin_steps=num_burnin_steps, gate=gate, jit_compile=jit_compile)
 
 
 def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, num_results,
@@ -276,6 +298,9 @@ def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, nu
 
     HMC: `num_burnin_steps` discarded, then `num_results` draws. NNgHMC: `run_schedule` with
     `collect_from=num_burnin_steps` (the same burn-in), then `num_results` NNgHMC draws.
+    With `max_results` (a `run_schedule` argument), both final runs continue in chunks of
+    `num_results` until the convergence gate passes or `max_results` draws are kept, and
+    each is charged for the draws it ran.
 
     NNgHMC's cost includes its training: `total_seconds` = final sampling + training +
     (draws spent collecting after burn-in) × HMC's seconds per draw + probe draws × NNgHMC's
@@ -288,9 +313,11 @@ def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, nu
     HMC run too).
     """
     from hmc_lib import diagnostics
-    hmc_samples, hmc_trace = sample(HMC(target_log_prob_fn, step_size, num_leapfrog_steps),
-                                    num_results, current_state, num_burnin_steps=num_burnin_steps,
-                                    seed=seed, jit_compile=schedule_kwargs.get("jit_compile", True))
+    hmc_samples, hmc_trace = _final_phase(
+        _kernel(HMC, target_log_prob_fn, step_size, num_leapfrog_steps), num_results,
+        current_state, seed, schedule_kwargs.get("jit_compile", True),
+        schedule_kwargs.get("max_results"), schedule_kwargs.get("gate"),
+        num_burnin_steps=num_burnin_steps)
     h = diagnostics.summary(hmc_samples, hmc_trace)
     h.update(total_seconds=h["seconds"], total_grad_evals=h["grad_evals"], train_seconds=0.0,
              method="hmc")
@@ -298,8 +325,8 @@ def compare(target_log_prob_fn, current_state, step_size, num_leapfrog_steps, nu
                        num_results, collect_from=num_burnin_steps, seed=seed + 1, **schedule_kwargs)
     n = diagnostics.summary(res.samples, res.trace)
     chains = res.samples.shape[1]
-    hmc_per_draw = h["seconds"] / num_results
-    final_per_draw = n["seconds"] / num_results
+    hmc_per_draw = h["seconds"] / h["draws"]
+    final_per_draw = n["seconds"] / n["draws"]
     probe_steps = schedule_kwargs.get("probe_steps", 20)
     extra_draws = (res.log["events"][-1]["draw"] - num_burnin_steps) if res.log["events"] else 0
     collect_grads = res.log["collect_grad_evals"] - num_burnin_steps * chains * num_leapfrog_steps

@@ -1,5 +1,5 @@
 """Stochastic-gradient HMC (Chen, Fox & Guestrin 2014), the first competitor of NNgHMC in
-the paper's Table 3 (PAPERS.md §2).
+the paper's Table 3 (chapters 3 and 6).
 
 `SGHMC(target_log_prob_fn, stochastic_grad_fn, step_size, num_leapfrog_steps, friction,
 metropolis=False)`, state `[chains, dim]`, one kernel step = one outer iteration of Chen et

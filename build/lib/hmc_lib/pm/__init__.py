@@ -2,7 +2,9 @@
 
 - `pm_strang`, `pm_trajectory`, `PMState`: the Strang splitting of the extended Hamiltonian
   (`integrator.py`; also importable from `hmc_lib.integrators`);
-- `PMHMC`, `PMNUTS`: the kernels on a `targets.PseudoMarginalTarget` (`kernel.py`).
+- `PMHMC`, `PMNUTS`: the kernels on a `targets.PseudoMarginalTarget` (`kernel.py`);
+- `experiments` (imported on its own): chapter 4's settings per scale, Chen's start and
+  means, the runs to the convergence gate and the recorded long run.
 """
 
 from hmc_lib.pm.integrator import PMState, pm_drift_rotate, pm_strang, pm_trajectory

@@ -1,4 +1,4 @@
-"""The pseudo-marginal integrator (Alenlöv, Doucet & Lindsten 2021; PAPERS.md §3.1).
+"""The pseudo-marginal integrator (Alenlöv, Doucet & Lindsten 2021; chapter 4).
 
 H(θ, ρ, u, p) = −log p(θ) − log p̂(y | θ, u) + ½(ρᵀM⁻¹ρ + uᵀu + pᵀp): the Strang splitting
 into kicks with the gradient of log p̂ and an exact drift of θ with an exact rotation of
@@ -44,7 +44,7 @@ def pm_drift_rotate(theta, rho, u, p, h, mass=1.0):
 
 
 def pm_strang(theta, rho, u, p, grad_fn, step_size, num_steps, mass=1.0, order="ABA"):
-    """Strang splitting of the extended pseudo-marginal Hamiltonian (PAPERS.md §3.1).
+    """Strang splitting of the extended pseudo-marginal Hamiltonian (chapter 4).
 
     One step (order "ABA", the papers'): drift θ and rotate (u, p) by h/2; kick
     ρ ← ρ + h ∇_θ log_joint, p ← p + h ∇_u log_joint; drift and rotate by h/2. Order "BAB"

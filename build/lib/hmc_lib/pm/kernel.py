@@ -160,7 +160,7 @@ class PMNUTS(_PMBase):
     """Pseudo-marginal NUTS: the library's multinomial NUTS on the extended space.
 
     The no-U-turn criterion is taken on z = (θ, u) with velocities (ρ/m, p), i.e.
-    (z⁺ − z⁻)·v⁻ < 0 or (z⁺ − z⁻)·v⁺ < 0, plus Chen's stability cap |(z⁺ − z⁻)·v| > `uturn_cap`.
+    (z⁺ − z⁻)·v⁻ < 0 or (z⁺ − z⁻)·v⁺ < 0, plus Chen's stability cap abs((z⁺ − z⁻)·v) > `uturn_cap`.
 
     Args:
       target: a `PseudoMarginalTarget`.

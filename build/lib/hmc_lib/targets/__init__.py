@@ -7,7 +7,7 @@ defines it, so modules are imported only when asked for; a module lists its fact
 
 import importlib
 
-from hmc_lib.targets.base import Target
+from hmc_lib.targets.base import Target, as_target
 
 # name -> module (under hmc_lib.targets) that defines its factory.
 _MODULE_OF = {
@@ -65,4 +65,4 @@ def __getattr__(attr):
     raise AttributeError(f"module 'hmc_lib.targets' has no attribute {attr!r}")
 
 
-__all__ = ["Target", "get", "names", "PseudoMarginalTarget"]
+__all__ = ["Target", "as_target", "get", "names", "PseudoMarginalTarget"]

@@ -1,7 +1,7 @@
 """Analytic targets: Gaussians, a Gaussian mixture, the rough well and the banana.
 
 Each factory returns a `Target` with its analytic gradient and, where they exist in closed
-form, exact moments and an exact sampler (PAPERS.md sections 1 and 2 give the settings).
+form, exact moments and an exact sampler (the papers' settings: chapters 2, 3 and 6).
 """
 
 import math
@@ -133,14 +133,19 @@ def mog(distance=4.0, variance=0.1, weights=(0.5, 0.5)):
                   sample_fn=sample_fn, grad_fn=grad_fn)
 
 
-def rough_well(dim=2, eta=1e-2):
-    """U(x) = ½ xᵀx + η Σ cos(x_i/η) (the paper's formula; the official code used η²).
+def rough_well(dim=2, eta=1e-2, period=None):
+    """U(x) = ½ xᵀx + η Σ cos(x_i/p) with p = `period`, by default η (the paper's formula).
 
-    The density factorises over coordinates, so moments and draws come from a 1-d quadrature
-    grid (spacing 2e-5, far below the period 2πη); they are exact to that grid.
+    The official L2HMC code uses p = η² unless its 'easy' flag is set: the same amplitude η,
+    but a gradient perturbation of amplitude η/p = 1/η instead of 1. The density factorises
+    over coordinates, so moments and draws come from a 1-d quadrature grid (spacing 2e-5,
+    about 30 points per period even at p = 1e-4, where the trapezoid rule is exact to
+    rounding for a periodic integrand); they are exact to that grid.
     """
+    period = eta if period is None else period
+    _checks.positive_float(period, "period")
     grid = np.linspace(-12.0, 12.0, 1_200_001)
-    log_dens = -(0.5 * grid**2 + eta * np.cos(grid / eta))
+    log_dens = -(0.5 * grid**2 + eta * np.cos(grid / period))
     dens = np.exp(log_dens - log_dens.max())
     dens /= np.trapezoid(dens, grid) if hasattr(np, "trapezoid") else np.trapz(dens, grid)
     dx = grid[1] - grid[0]
@@ -149,16 +154,17 @@ def rough_well(dim=2, eta=1e-2):
     cdf /= cdf[-1]
 
     def log_prob_fn(x):
-        return -tf.reduce_sum(0.5 * x**2 + eta * tf.cos(x / eta), axis=-1)
+        return -tf.reduce_sum(0.5 * x**2 + eta * tf.cos(x / period), axis=-1)
 
     def grad_fn(x):
-        return -x + tf.sin(x / eta)
+        return -x + (eta / period) * tf.sin(x / period)
 
     def sample_fn(n, seed, dtype):
         u = tf.random.stateless_uniform([n, dim], seed=_seed(seed), dtype=tf.float64).numpy()
         return tf.constant(np.interp(u, cdf, grid), dtype=dtype)
 
-    return Target(log_prob_fn, dim, name="rough_well", mean=np.zeros(dim),
+    name = "rough_well" if period == eta else "rough_well_official"
+    return Target(log_prob_fn, dim, name=name, mean=np.zeros(dim),
                   variance=np.full(dim, var1), sample_fn=sample_fn, grad_fn=grad_fn)
 
 

@@ -99,3 +99,25 @@ def _takes_dtype(fn):
         return False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def as_target(target, dim=None, name="target"):
+    """A `Target` from what a reader has: a `Target` (returned as is), an `hmc_lib.Model` or
+    a TFP joint distribution (its flat, unconstrained log-density), or a callable
+    `[..., dim] -> [...]` together with `dim`. Anything else raises a `TypeError` naming the
+    argument `name` and what it accepts."""
+    if isinstance(target, Target):
+        return target
+    from hmc_lib.model import as_model
+    model = as_model(target)
+    if model is not None:
+        return Target(model.log_prob, model.dim, name=name)
+    if hasattr(target, "log_prob") and hasattr(target, "dim"):
+        return Target(target.log_prob, target.dim, name=getattr(target, "name", name))
+    if callable(target):
+        if dim is None:
+            raise TypeError(f"`{name}` is a plain callable: pass `dim=` (its dimension) too, "
+                            "or an `hmc_lib.targets.Target`")
+        return Target(target, dim, name=getattr(target, "__name__", name))
+    raise TypeError(f"`{name}` must be an `hmc_lib.targets.Target`, an `hmc_lib.Model`, a TFP "
+                    f"joint distribution or a callable with `dim=`; got {type(target).__name__}")

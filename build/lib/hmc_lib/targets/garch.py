@@ -1,4 +1,4 @@
-"""GARCH(2,1) posterior on simulated returns (NNgHMC paper, Table 1; PAPERS.md §2).
+"""GARCH(2,1) posterior on simulated returns (NNgHMC paper, Table 1; chapters 3 and 6).
 
 Model (Bollerslev's GARCH(p=2, q=1): two lags of the conditional variance, one of the squared
 return), returns y_0 … y_{T−1}:

@@ -1,7 +1,7 @@
 """Pseudo-marginal targets: an importance-sampling estimate of an intractable likelihood.
 
 A `PseudoMarginalTarget` holds a prior on θ and log importance weights `w_ti(θ, u)` driven by
-standard-normal auxiliaries `u` (PAPERS.md §3.1). The estimator is
+standard-normal auxiliaries `u` (chapter 4). The estimator is
 
     log p̂(y | θ, u) = Σ_t (logsumexp_i w_ti − log N),
 
@@ -162,8 +162,8 @@ def simulate_glmm(num_individuals=500, num_obs=6, num_covariates=8, seed=0,
     """Simulates the GLMM's data: Z ~ N(0, c² I) `[T, n, p]`, β ~ N(0, I) `[p]`,
     X_t ~ w N(μ₁, 1/λ₁) + (1 − w) N(μ₂, 1/λ₂) (λ are precisions), y_tj ~ Bern(σ(X_t + Z_tjᵀβ)).
 
-    c = `covariate_scale`, by default 1/√p (see `glmm` for why; the papers do not state the
-    distribution of Z). Returns `(data, true_theta)`: data = dict(Z, y, X, component); true_theta
+    c = `covariate_scale`, by default 1/√p (the book's earlier variant; Chen §4.2 draws
+    Z ~ N(0, I), c = 1: see `glmm`). Returns `(data, true_theta)`: data = dict(Z, y, X, component); true_theta
     in the sampled parameterisation (β, μ₁, μ₂, log λ₁, log λ₂, logit w₁).
     """
     rng = np.random.default_rng(seed)
@@ -312,20 +312,21 @@ def glmm_random_effect_posterior(theta, data, num_grid=2001, width=12.0):
 def glmm(num_individuals=500, num_obs=6, num_covariates=8, num_importance=128, seed=0,
          prior_scale=10.0, q_scale=3.0, mu=(0.0, 3.0), precision=(10.0, 3.0), weight=0.8,
          covariate_scale=None):
-    """The GLMM of PAPERS.md §3.1 as a `PseudoMarginalTarget`.
+    """The GLMM of chapter 4 as a `PseudoMarginalTarget`.
 
     θ = (β [num_covariates], μ₁, μ₂, log λ₁, log λ₂, logit w₁) with λ precisions, prior
     N(0, prior_scale²) on each coordinate of this parameterisation (stated once; no Jacobian);
     importance density q = N(0, q_scale²), X = q_scale·u; u has shape `[T, N]`. The data are
     simulated from `seed`. The target's `value_and_grad` is the hand-derived gradient.
 
-    Covariates: Z ~ N(0, covariate_scale² I), by default covariate_scale = 1/√p. Neither
-    Alenlöv et al. nor Chen state the distribution of Z. With Z ~ N(0, I) and β ~ N(0, I),
-    Var(Zᵀβ) ≈ |β|² ≈ p = 8 swamps the random effect (Var X ≈ 1.6): with six Bernoulli
-    observations per individual the posterior of the mixture (μ, λ, w) then spreads over the
-    whole prior range and chains do not come near the truth (measured: 1/λ₂ in the hundreds).
-    With 1/√p, Var(Zᵀβ) ≈ |β|²/p ≈ 1, comparable to Var X, and at T = 200-500 the posterior
-    means of w₁, μ₁, μ₂, 1/λ₁, 1/λ₂ lie within about two posterior sds of the truth (chapter 4).
+    Covariates: Z ~ N(0, covariate_scale² I). Chen (2025, §4.2; his code too) draws every
+    element of Z from N(0, 1): pass `covariate_scale=1.0` for his design, which chapter 4
+    and its recorded run use (`hmc_lib.pm.experiments`). The default, 1/√p, is the book's
+    earlier variant, kept for the chapters that were sized on it (7 and 9) and as chapter 4's
+    labelled comparison. With Z ~ N(0, I) and β ~ N(0, I), Var(Zᵀβ) ≈ |β|² ≈ p = 8, several
+    times the random effect's (Var X ≈ 1.6), so each individual's six Bernoulli observations
+    say less about its random effect and the mixture's posterior is wider; with 1/√p,
+    Var(Zᵀβ) ≈ |β|²/p ≈ 1, comparable to Var X.
     The mixture is only identified up to swapping its labels; see `glmm_relabel`.
     """
     for v, arg in ((num_individuals, "num_individuals"), (num_obs, "num_obs"),

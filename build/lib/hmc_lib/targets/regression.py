@@ -1,4 +1,4 @@
-"""Regression posteriors of the NNgHMC paper (PAPERS.md §2).
+"""Regression posteriors of the NNgHMC paper (chapters 3 and 6).
 
 `logreg`: Bayesian logistic regression on simulated data, the setting of the paper's Sec. 4.2
 (X of shape 50,000 × 200 at paper scale), with a Gaussian or (Cover-Type model of the

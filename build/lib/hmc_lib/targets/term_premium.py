@@ -1,4 +1,4 @@
-"""Chen's preferred-habitat term-premium model (PAPERS.md §3.6): simulator and posterior.
+"""Chen's preferred-habitat term-premium model (chapter 8): simulator and posterior.
 
 The model, on an Euler–Maruyama grid of step Δt (years), with the short rate r, the
 arbitrageurs' wealth W and the log prices p^τ of zero-coupon bonds of the nine maturities
