@@ -102,3 +102,15 @@ def test_the_api_reference_covers_every_public_name_of_hmc_lib():
         assert f"hmc_lib.{name}" in modules, name
     for package in ("l2hmc", "nnghmc", "pm", "hnn", "dlgm", "records", "book", "properties"):
         assert f"hmc_lib.{package}" in modules, package
+
+
+def test_cross_document_glue_names_its_format():
+    """myst-nb reads `{glue:text}` as `path::key:format` and splits the format at the last
+    colon, so `ch.md::key` without a format looks up the key 'ch.md:' and the build fails:
+    every cross-document reference ends in a format (`:s` for text)."""
+    root = pathlib.Path(__file__).parent.parent
+    refs = [m.group(1) for p in root.glob("book/*.md")
+            for m in re.finditer(r"\{glue:text\}`([^`]*::[^`]*)`", p.read_text(encoding="utf-8"))]
+    assert refs, "the introduction's results at a glance paste from the chapters"
+    bad = [r for r in refs if ":" not in r.split("::", 1)[1]]
+    assert not bad, f"cross-document glue without a format: {bad[:3]}"
