@@ -1,1 +1,0 @@
-"""Transition kernels (one module per sampler), all built on `metropolis`."""
