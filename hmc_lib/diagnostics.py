@@ -144,6 +144,17 @@ class Convergence(NamedTuple):
                 f"{self.ess_tail_min:.0f}: {word}")
 
 
+def _reading(r, bulk, tail, shape, rhat_max, ess_min):
+    """The gate's `Convergence` from per-coordinate R̂, bulk and tail ESS (NaN anywhere: NaN,
+    never converged) of draws of `shape` `[draws, chains, ...]`."""
+    worst = lambda v, f: float("nan") if np.any(np.isnan(v)) else float(f(v))
+    out = Convergence(worst(r, np.max), worst(bulk, np.min), worst(tail, np.min),
+                      int(shape[0]), int(shape[1]), False)
+    ok = (out.rhat_max <= rhat_max and out.ess_bulk_min >= ess_min
+          and out.ess_tail_min >= ess_min)
+    return out._replace(converged=bool(ok))
+
+
 def convergence(samples, rhat_max=RHAT_MAX, ess_min=ESS_MIN):
     """The convergence gate: is this run's output a result, or Monte Carlo noise?
 
@@ -162,12 +173,7 @@ def convergence(samples, rhat_max=RHAT_MAX, ess_min=ESS_MIN):
         bulk = ess(x, method="bulk")
         tail = ess(x, method="tail")
     r = rhat(x)
-    worst = lambda v, f: float("nan") if np.any(np.isnan(v)) else float(f(v))
-    out = Convergence(worst(r, np.max), worst(bulk, np.min), worst(tail, np.min),
-                      int(x.shape[0]), int(x.shape[1]), False)
-    ok = (out.rhat_max <= rhat_max and out.ess_bulk_min >= ess_min
-          and out.ess_tail_min >= ess_min)
-    return out._replace(converged=bool(ok))
+    return _reading(r, bulk, tail, x.shape, rhat_max, ess_min)
 
 
 
@@ -270,12 +276,7 @@ def convergence_fast(samples, rhat_max=RHAT_MAX, ess_min=ESS_MIN):
         tail = np.minimum(tail, _ess_geyer(_split_halves((y <= q[:, None, None]) * 1.0)))
     for v in (r, bulk, tail):
         v[frozen] = np.nan
-    worst = lambda v, f: float("nan") if np.any(np.isnan(v)) else float(f(v))
-    out = Convergence(worst(r, np.max), worst(bulk, np.min), worst(tail, np.min),
-                      int(x.shape[0]), int(x.shape[1]), False)
-    ok = (out.rhat_max <= rhat_max and out.ess_bulk_min >= ess_min
-          and out.ess_tail_min >= ess_min)
-    return out._replace(converged=bool(ok))
+    return _reading(r, bulk, tail, x.shape, rhat_max, ess_min)
 
 
 def esjd(samples):

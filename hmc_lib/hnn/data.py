@@ -150,6 +150,22 @@ def collect(target, initial, num_trajectories, num_steps, step_size, seed, dim=N
                         pot)
 
 
+def _pm_inputs(target, theta, u, num_trajectories, num_steps, step_size):
+    """Checks `collect_pm`'s arguments; returns `(theta, u)` as tensors of one dtype."""
+    _checks.positive_int(num_trajectories, "num_trajectories")
+    _checks.positive_int(num_steps, "num_steps")
+    _checks.positive_float(step_size, "step_size")
+    theta = _checks.floating(theta, "theta")
+    if theta.shape.rank != 2 or theta.shape[-1] != target.theta_dim:
+        raise ValueError(f"`theta` must have shape [chains, {target.theta_dim}], got "
+                         f"{theta.shape.as_list()}")
+    u = tf.convert_to_tensor(u, theta.dtype)
+    if tuple(u.shape[1:]) != tuple(target.u_shape) or u.shape[0] != theta.shape[0]:
+        raise ValueError(f"`u` must have shape [{theta.shape[0]}, "
+                         f"{', '.join(map(str, target.u_shape))}], got {u.shape.as_list()}")
+    return theta, u
+
+
 def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
     """Training data for a θ-only HNN on a pseudo-marginal target (Chen's method 4 data).
 
@@ -168,17 +184,7 @@ def collect_pm(target, theta, u, num_trajectories, num_steps, step_size, seed):
       `TrainingData` (float64) with chains·num_trajectories·num_steps points; `grad_evals`
       counts the gradients of log p̂ spent.
     """
-    _checks.positive_int(num_trajectories, "num_trajectories")
-    _checks.positive_int(num_steps, "num_steps")
-    _checks.positive_float(step_size, "step_size")
-    theta = _checks.floating(theta, "theta")
-    if theta.shape.rank != 2 or theta.shape[-1] != target.theta_dim:
-        raise ValueError(f"`theta` must have shape [chains, {target.theta_dim}], got "
-                         f"{theta.shape.as_list()}")
-    u = tf.convert_to_tensor(u, theta.dtype)
-    if tuple(u.shape[1:]) != tuple(target.u_shape) or u.shape[0] != theta.shape[0]:
-        raise ValueError(f"`u` must have shape [{theta.shape[0]}, "
-                         f"{', '.join(map(str, target.u_shape))}], got {u.shape.as_list()}")
+    theta, u = _pm_inputs(target, theta, u, num_trajectories, num_steps, step_size)
     trajectory = _TRAJECTORIES.get(
         (target,), ("pm", _reuse.as_key(step_size), int(num_steps), theta.dtype.name),
         lambda: _pm_path(target, tf.cast(step_size, theta.dtype), int(num_steps)))
@@ -234,17 +240,7 @@ def collect_pm_states(target, theta, u, num_trajectories, num_steps, step_size, 
     variants that see u (`hmc_lib.hnn.variants`). u is kept per point, so use a target with
     few importance draws. Arguments as `collect_pm`; returns `PMStates`, paths whose θ or
     gradients are not finite somewhere dropped."""
-    _checks.positive_int(num_trajectories, "num_trajectories")
-    _checks.positive_int(num_steps, "num_steps")
-    _checks.positive_float(step_size, "step_size")
-    theta = _checks.floating(theta, "theta")
-    if theta.shape.rank != 2 or theta.shape[-1] != target.theta_dim:
-        raise ValueError(f"`theta` must have shape [chains, {target.theta_dim}], got "
-                         f"{theta.shape.as_list()}")
-    u = tf.convert_to_tensor(u, theta.dtype)
-    if tuple(u.shape[1:]) != tuple(target.u_shape) or u.shape[0] != theta.shape[0]:
-        raise ValueError(f"`u` must have shape [{theta.shape[0]}, "
-                         f"{', '.join(map(str, target.u_shape))}], got {u.shape.as_list()}")
+    theta, u = _pm_inputs(target, theta, u, num_trajectories, num_steps, step_size)
     trajectory = _TRAJECTORIES.get(
         (target,), ("pm-full", _reuse.as_key(step_size), int(num_steps), theta.dtype.name),
         lambda: _pm_path(target, tf.cast(step_size, theta.dtype), int(num_steps), full=True))
