@@ -275,6 +275,32 @@ def test_run_cached_reads_back_what_it_stored(tmp_path, monkeypatch):
     assert runner.run_cached("ci", tmp_path)[2] is False and len(calls) == 3
 
 
+def test_run_cached_computes_a_key_once_when_two_ask_at_once(tmp_path, monkeypatch):
+    """Two callers at once (pytest-xdist runs chapter 9 beside this file): one runs, the
+    other waits for its result instead of running the comparison a second time."""
+    import threading
+    import time
+    from hmc_lib.compare import runner
+    calls = []
+    fake = [compare.Record("hmc", "banana", "HMC", False, "n/a")]
+
+    def slow_run(scale, workers=None):
+        calls.append(scale)
+        time.sleep(0.5)
+        return fake, 1.5
+
+    monkeypatch.setattr(runner, "run", slow_run)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(runner.run_cached("ci", tmp_path)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["ci"]
+    assert sorted(o[2] for o in out) == [False, True]
+
+
 # ------------------------------------------------------------------ seeds and reference
 
 def _rec(method, target="banana", **kw):

@@ -768,19 +768,24 @@ def run_cached(scale, directory=None, workers=None):
     code at the same seed gives the same records (`run` depends on the seed only).
     Returns `(records, seconds, cached)`."""
     import json
+    import fcntl
     directory = default_cache_dir() if directory is None else directory
     key = f"{scale}-seed{scale_mod.seed_offset()}-{_library_key()}"
     path = os.path.join(directory, f"{key}.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            stored = json.load(f)
-        return [Record(**r) for r in stored["records"]], stored["seconds"], True
-    records, seconds = run(scale, workers=workers)
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(dict(records=[r._asdict() for r in records], seconds=seconds), f)
-    os.replace(tmp, path)
+    # one process computes a key while any other asking for it waits and then reads it
+    # (pytest-xdist runs chapter 9 and tests/test_compare.py side by side)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            with open(path) as f:
+                stored = json.load(f)
+            return [Record(**r) for r in stored["records"]], stored["seconds"], True
+        records, seconds = run(scale, workers=workers)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(dict(records=[r._asdict() for r in records], seconds=seconds), f)
+        os.replace(tmp, path)
     return records, seconds, False
 
 
