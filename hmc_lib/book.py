@@ -133,7 +133,7 @@ def require_converged(cells, what):
 
 
 def glue_glance(key, claim, paper, ours_book, ours_long, converged, cells, say,
-                otherwise=None):
+                otherwise=None, long_converged=None):
     """Glues one row of the introduction's "results at a glance" table, from a chapter.
 
     Each chapter calls this for its headline results; the introduction pastes the values
@@ -143,8 +143,11 @@ def glue_glance(key, claim, paper, ours_book, ours_long, converged, cells, say,
     the recorded paper-size run, or 'not recorded'), `-gate` ('converged' or 'not
     converged') and `-verdict` (one line, through `glue_verdict(cells, say, otherwise)`).
     Args `paper`, `ours_book`, `ours_long` are strings; `converged` a bool for the `book`
-    cell(s) the row shows.
+    cell(s) the row shows; `long_converged` (optional) the same for the recorded cells:
+    False marks `ours_long` with `UNCONVERGED_MARK`.
     """
+    if long_converged is False and isinstance(ours_long, str):
+        ours_long = f"{ours_long} {UNCONVERGED_MARK}"
     for part, value in (("claim", claim), ("paper", paper), ("book", ours_book),
                         ("long", ours_long)):
         if not isinstance(value, str):

@@ -365,3 +365,19 @@ def test_rough_well_official_period():
     np.testing.assert_allclose(paper.variance, official.variance, atol=1e-4)
     with pytest.raises(ValueError, match="period"):
         targets.get("rough_well", period=0.0)
+
+
+def test_tuned_hmc_step_sizes_are_the_recorded_runs():
+    """`ToySettings.hmc_step_size` (what the chapter's `book` run uses) is the recorded run's
+    choice: its best converged step size by ESS per step, or its best one where none
+    converged; and that choice is in the grid the record put through the gate."""
+    from hmc_lib import records
+    from hmc_lib.l2hmc import experiments as toy, long_runs
+    rec = records.load(long_runs.record_path("toys", "paper"))
+    for name, grid in rec["hmc"].items():
+        chosen = {r["hmc_step_size"] for r in rec["rows"] if r["target"] == name}
+        assert chosen == {toy.SETTINGS[name].hmc_step_size}, (name, chosen)
+        ok = {float(e): g["hmc_ess_per_step"] for e, g in grid.items() if g["hmc_converged"]}
+        pool = ok or {float(e): g["hmc_ess_per_step"] for e, g in grid.items()}
+        assert toy.SETTINGS[name].hmc_step_size == max(pool, key=pool.get), (name, pool)
+        assert set(map(float, grid)) == set(toy.SETTINGS[name].hmc_step_sizes)

@@ -514,6 +514,46 @@ def run_hnn(name, training_seed, seed, scale=None, result=None, max_draws=None,
 
 # --- the GLMM: HNN-PM-NUTS against PM-NUTS (chapters 4 and 7) -----------------------------
 
+def run_goal(names=None, training_seeds=None, scale=None, processes=None):
+    """Chapter 7's goal runs: on each target, the baselines (`run_baselines`, seeded
+    `scale.seed(10)`) and, for each training seed `s`, the trained HNN samplers (`run_hnn`,
+    seeded `scale.seed(20 + s)`). One target per worker process
+    (`hmc_lib._parallel.map_processes`; `processes=1` runs here, with the same results).
+
+    Returns `(rows, draws, nets)`: the rows of every run, target by target in the order of
+    `names`; `draws[(name, s)]`, `run_hnn`'s samples (numpy `[draws, chains, dim]` per
+    method); `nets[(name, s)]`, the trained `HNN`."""
+    from hmc_lib import _parallel
+    cfg = settings(scale)
+    names = tuple(cfg["targets"] if names is None else names)
+    seeds = tuple(int(s) for s in (cfg["training_seeds"] if training_seeds is None
+                                   else training_seeds))
+    scale = scale_mod.get() if scale is None else scale
+    parts = _parallel.map_processes(_goal_target, [(n, seeds, scale) for n in names],
+                                    processes)
+    from hmc_lib.hnn.networks import HNN
+    rows, draws, nets = [], {}, {}
+    for part_rows, part_draws, part_nets in parts:
+        rows += part_rows
+        draws.update(part_draws)
+        for key, (config, weights) in part_nets.items():
+            nets[key] = HNN(**config)
+            nets[key].set_weights(weights)
+    return rows, draws, nets
+
+
+def _goal_target(name, seeds, scale):
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    rows, draws, nets = run_baselines(name, scale_mod.seed(10), scale=scale), {}, {}
+    for s in seeds:
+        r, result, d = run_hnn(name, s, scale_mod.seed(20 + s), scale=scale)
+        rows += r
+        draws[name, s] = {m: np.asarray(x) for m, x in d.items()}
+        nets[name, s] = (result.hnn.config, result.hnn.get_weights())
+    return rows, draws, nets
+
+
 def glmm_settings(scale=None):
     """Run sizes of the GLMM experiment per scale: chapter 4's model with Chen's covariates
     Z ~ N(0, 1), on fewer individuals than Chen's 500. `book` (the chapter's run) is sized to

@@ -54,7 +54,8 @@ class ToySettings:
       the rough well any trajectory longer than about π/2 reaches the estimator's ceiling
       of one per step.
     hmc_step_size: HMC's tuned step size, the grid's best converged one (by ESS per step)
-      in the recorded run (`tests/test_l2hmc.py` checks that they agree).
+      in the recorded run, or its best one where none converged (the mixture)
+      (`tests/test_l2hmc.py` checks that they agree).
     """
     hidden_units: tuple = (10, 10)
     burn_in_weight: float = 1.0
@@ -69,10 +70,10 @@ class ToySettings:
 
 
 SETTINGS = {
-    "icg50": ToySettings(hidden_units=(100, 100), burn_in_weight=0.0, hmc_step_size=0.17),
+    "icg50": ToySettings(hidden_units=(100, 100), burn_in_weight=0.0, hmc_step_size=0.18),
     "scg": ToySettings(burn_in_weight=0.0, hmc_step_size=0.19),
     "mog": ToySettings(initial_temperature=20.0, anneal=True,
-                       hmc_step_sizes=(0.1, 0.2, 0.3, 0.4), hmc_step_size=0.2),
+                       hmc_step_sizes=(0.1, 0.2, 0.3, 0.4), hmc_step_size=0.3),
     "rough_well": ToySettings(hmc_step_sizes=(0.05, 0.1, 0.15, 0.2, 0.3), hmc_step_size=0.2),
 }
 

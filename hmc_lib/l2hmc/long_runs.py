@@ -90,6 +90,35 @@ def toys(workdir, scale="paper"):
                      hmc={k: v["grid"] for k, v in hmc_rows.items()})
 
 
+def radius_diagnosis(chains, sd):
+    """Whether chains flip signs without moving in radius, as a sampler that learned
+    x -> -x would: its squared jump (what L2HMC's loss rewards) is large and the paper's ESS
+    of the first moment, which sums the negative autocorrelation, is high, yet each chain
+    keeps its own |x_i| and the rank-normalised R̂ (which folds the draws) fails.
+
+    Args:
+      chains: draws `[draws, chains, dim]` of a target with mean 0.
+      sd: the target's standard deviations `[dim]`.
+    Returns a dict: `rhat_max` (rank-normalised), `worst` (its coordinate), `radius_min` and
+    `radius_max` (the smallest and largest per-chain mean of |x_i| / sd_i in that
+    coordinate), `radius_exact` (√(2/π), a Gaussian's), `lag1_widest` (lag-1
+    autocorrelation of the widest coordinate, averaged over chains).
+    """
+    from hmc_lib import diagnostics
+    x = np.asarray(chains, np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"`chains` must be [draws, chains, dim], got shape {x.shape}")
+    sd = np.asarray(sd, np.float64)
+    rhat = np.asarray(diagnostics.rhat(x))
+    worst = int(np.argmax(rhat))
+    radius = np.mean(np.abs(x[..., worst]), axis=0) / sd[worst]
+    w = int(np.argmax(sd))
+    lag1 = np.mean([np.corrcoef(x[:-1, c, w], x[1:, c, w])[0, 1] for c in range(x.shape[1])])
+    return dict(rhat_max=float(rhat[worst]), worst=worst, radius_min=float(radius.min()),
+                radius_max=float(radius.max()), radius_exact=float(np.sqrt(2 / np.pi)),
+                lag1_widest=float(lag1))
+
+
 #: the variants of the gap study (`gap`): key -> (toy whose settings are used, target
 #: factory keywords, settings overrides, whether L2HMC is trained on it)
 GAP_VARIANTS = {
