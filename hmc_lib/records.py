@@ -249,8 +249,9 @@ def describe(rec):
     """One line of provenance for a caption: 'recorded 2026-12-03 on <machine>, commit
     <c>, paper scale, 3 h 12 min wall clock, seeds 0, 1, 2'."""
     secs = float(rec["wall_seconds"])
-    wall = (f"{secs / 3600:.0f} h {secs % 3600 / 60:.0f} min" if secs >= 3600
-            else f"{secs / 60:.0f} min" if secs >= 60 else f"{secs:.0f} s")
+    minutes = int(round(secs / 60))
+    wall = (f"{minutes // 60} h {minutes % 60} min" if minutes >= 60
+            else f"{minutes} min" if secs >= 60 else f"{secs:.0f} s")
     return (f"recorded {str(rec['date'])[:10]} on {rec['machine']}, commit {rec['commit']}, "
             f"{rec['scale']} scale, {wall} wall clock, seeds "
             f"{', '.join(map(str, rec['seeds']))}")

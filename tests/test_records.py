@@ -97,6 +97,9 @@ def test_a_record_carries_its_provenance(tmp_path):
     assert records.load(tmp_path / "rec.json") == rec
     line = records.describe(rec)
     assert "paper scale" in line and "seeds 0, 1, 2" in line and rec["commit"] in line
+    # hours are whole hours: 10,213 s is 2 h 50 min (it once printed "3 h 10 min")
+    for secs, text in ((10213, "2 h 50 min"), (3590, "1 h 0 min"), (125, "2 min"), (42, "42 s")):
+        assert f"{text} wall clock" in records.describe(dict(rec, wall_seconds=secs)), secs
     (tmp_path / "bad.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="missing"):
         records.load(tmp_path / "bad.json")
