@@ -2,6 +2,7 @@
 them here; bad arguments are named."""
 
 import operator
+import os
 
 import pytest
 
@@ -13,6 +14,9 @@ def test_map_processes_keeps_order_and_equals_running_here():
     assert _parallel.map_processes(operator.add, jobs, processes=2) == [3, 7, 11]
     assert _parallel.map_processes(operator.add, jobs, processes=1) == [3, 7, 11]
     assert _parallel.map_processes(operator.add, [], processes=2) == []
+    # two jobs and two processes really run elsewhere; one process runs here
+    assert os.getpid() not in _parallel.map_processes(os.getpid, [(), ()], processes=2)
+    assert _parallel.map_processes(os.getpid, [(), ()], processes=1) == [os.getpid()] * 2
 
 
 def test_map_processes_rejects_bad_processes():

@@ -542,17 +542,14 @@ def run_targets(names, seeds=None, scale=None, processes=None, **kwargs):
     scale = scale_mod.get() if scale is None else scale
     if processes == 1 or len(names) == 1:
         return [run_target(n, seeds, scale=scale, **kwargs) for n in names]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
-    # the most expensive target first, so that the others fill the second worker meanwhile
-    with ProcessPoolExecutor(max_workers=min(processes, len(names)), mp_context=ctx) as pool:
-        futures = {n: pool.submit(_target_in_worker, n, seeds, scale, kwargs) for n in names}
-        return [_rebuild(futures[n].result()) for n in names]
+    from hmc_lib import _parallel
+    runs = _parallel.map_processes(_target_in_worker,
+                                   [(n, seeds, scale, kwargs) for n in names], processes)
+    return [_rebuild(r) for r in runs]
 
 
 def num_processes():
-    """Worker processes for `run_targets`: the CPU count, at most 2 (one target keeps about
-    one core busy, and the chapter's budget is set on 2 cores)."""
-    import os
-    return max(1, min(2, os.cpu_count() or 1))
+    """Worker processes for `run_targets` (`hmc_lib._parallel.num_processes`: the CPU
+    count, at most 2, since the chapter's budget is set on 2 cores)."""
+    from hmc_lib import _parallel
+    return _parallel.num_processes()
