@@ -1,5 +1,6 @@
 """NNgHMC where gradients are expensive: the settings and drivers of the paper's Tables 1–5,
-shared by the chapter `book/06_nnghmc_expensive.md` and `python -m hmc_lib.bench expensive`.
+shared by the chapters `book/06_nnghmc_expensive.md` (Tables 1, 2) and
+`book/06b_nnghmc_competitors.md` (Tables 3-5) and by `python -m hmc_lib.bench expensive`.
 
 Numbers in `PAPER` are typed from Li et al. (2019) (chapters 3 and 6). Every driver takes its
 seed explicitly (pass it through `hmc_lib.scale.seed`).
@@ -71,7 +72,7 @@ def settings(scale):
     n = 500 at book scale (the full grid is recorded: `long_runs.table4_paper`). Table 3:
     Cover-Type-shaped simulated data, fewer rows below paper scale. Table 5: the three
     shapes divided by `shrink` below paper scale, and below it only the 10 % fraction, the
-    one the paper's text gives numbers for (15 and 20 % cost chapter 6 a third of its time
+    one the paper's text gives numbers for (15 and 20 % cost chapter 6 a third of its time, before it was split,
     at book scale). At ci scale (the chapter in under 2
     minutes, mostly XLA compilation): one network fit per schedule (`fits`), Table 4 on
     d = 10, 40 × n = 250, two SGHMC step sizes, Table 5 on one shape and the 10 % fraction.
