@@ -114,3 +114,31 @@ def test_cross_document_glue_names_its_format():
     assert refs, "the introduction's results at a glance paste from the chapters"
     bad = [r for r in refs if ":" not in r.split("::", 1)[1]]
     assert not bad, f"cross-document glue without a format: {bad[:3]}"
+
+
+def _build_extension():
+    import importlib.util
+    path = pathlib.Path(__file__).parent.parent / "tools" / "sphinx_hmc_book.py"
+    spec = importlib.util.spec_from_file_location("sphinx_hmc_book", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chapters_execute_slowest_first_and_jobs_are_checked():
+    """The build executes chapters side by side (`tools/sphinx_hmc_book.py`, item 4): the
+    last build's seconds order them, then the fixed list, then the name; every chapter of
+    `_toc.yml` is in that list; a bad HMC_BOOK_BUILD_JOBS is named."""
+    ext = _build_extension()
+    docs = ["book/01_hmc", "book/09_compare", "book/zz_new", "book/02_l2hmc"]
+    assert ext.execution_order(docs, {}) == ["book/09_compare", "book/02_l2hmc",
+                                             "book/01_hmc", "book/zz_new"]
+    assert ext.execution_order(docs, {"book/01_hmc": 500.0})[0] == "book/01_hmc"
+    toc = (pathlib.Path(__file__).parent.parent / "_toc.yml").read_text()
+    chapters = set(re.findall(r"file: (book/\d\w*)", toc))
+    assert chapters <= set(ext.SLOWEST_FIRST), chapters - set(ext.SLOWEST_FIRST)
+    assert ext.build_jobs({"HMC_BOOK_BUILD_JOBS": "3"}) == 3
+    assert 1 <= ext.build_jobs({}) <= 2
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match="HMC_BOOK_BUILD_JOBS"):
+            ext.build_jobs({"HMC_BOOK_BUILD_JOBS": bad})
