@@ -40,16 +40,21 @@ COST = {"gym_brownian": 2.0, "logreg": 2.0, "gym_funnel": 1.2, "gym_eight_school
 
 
 #: the targets of the `book` grid: those on which some cell passes the gate within chapter
-#: 9's six minutes. On the other four (`RECORDED_ONLY`) no cell of the nine-target `book`
-#: grid passed it (0 of 7 each at 0aaa1cb), and the nine took 1,384 s on 2 cores beside a
-#: long run; they run in the recorded grid (`compare.record`) at `paper` scale.
-BOOK_SCALE_TARGETS = ("icg50", "logreg", "glmm", "gym_eight_schools", "gym_brownian")
+#: 9's six minutes. The others (`RECORDED_ONLY`) run in the recorded grid (`compare.record`)
+#: at `paper` scale, for one of the reasons below.
+BOOK_SCALE_TARGETS = ("logreg", "glmm", "gym_eight_schools", "gym_brownian")
+#: no cell of the nine-target `book` grid passed the gate on these (0 of 7 each at 0aaa1cb;
+#: the nine took 1,384 s on 2 cores beside a long run)
+NEVER_CONVERGED_AT_BOOK = ("banana", "mog", "gym_funnel", "gym_icg")
+#: left out for time alone: with it the five-target `book` grid took 368 s of chapter 9's
+#: 396 s (alone, 2 cores, 9d0f5f2), over the six minutes
+LEFT_OUT_FOR_TIME = ("icg50",)
 RECORDED_ONLY = tuple(t for t in BOOK_TARGETS + GYM_TARGETS if t not in BOOK_SCALE_TARGETS)
 
 
 def targets_at(scale=None):
     """Target names compared at `scale`: at `ci` one Inference Gym target and the GLMM (so
-    every method has an applicable row and every "n/a" reason occurs); at `book` the five
+    every method has an applicable row and every "n/a" reason occurs); at `book` the four
     of `BOOK_SCALE_TARGETS`; all nine at `paper` (the recorded grid)."""
     return scale_mod.pick(ci=("gym_eight_schools", "glmm"),
                           book=BOOK_SCALE_TARGETS,
