@@ -142,3 +142,21 @@ def test_chapters_execute_slowest_first_and_jobs_are_checked():
     for bad in ("0", "two", "-1"):
         with pytest.raises(ValueError, match="HMC_BOOK_BUILD_JOBS"):
             ext.build_jobs({"HMC_BOOK_BUILD_JOBS": bad})
+
+
+def test_the_build_cache_key_follows_the_library_and_its_recorded_runs(tmp_path):
+    """A chapter's cached outputs are keyed on `hmc_lib`'s code and on the recorded runs it
+    renders: changing either gives a new key (else a new record would not be shown)."""
+    ext = _build_extension()
+    (tmp_path / "hmc_lib" / "pm" / "recorded").mkdir(parents=True)
+    (tmp_path / "requirements.txt").write_text("numpy==2.0.2\n")
+    (tmp_path / "hmc_lib" / "__init__.py").write_text("x = 1\n")
+    record = tmp_path / "hmc_lib" / "pm" / "recorded" / "run.json"
+    record.write_text('{"rows": []}')
+    keys = [ext.cache_key(tmp_path, {"HMC_BOOK_SCALE": "book"})]
+    record.write_text('{"rows": [1]}')
+    keys.append(ext.cache_key(tmp_path, {"HMC_BOOK_SCALE": "book"}))
+    (tmp_path / "hmc_lib" / "__init__.py").write_text("x = 2\n")
+    keys.append(ext.cache_key(tmp_path, {"HMC_BOOK_SCALE": "book"}))
+    assert len(set(keys)) == 3 and all(k.startswith("book-seed0-") for k in keys)
+    assert ext.cache_key(tmp_path, {"HMC_BOOK_SCALE": "ci"}).startswith("ci-seed0-")

@@ -16,7 +16,7 @@
    change to `hmc_lib` would not re-execute anything. This extension therefore points the
    cache (unless `_config.yml` names one with ``execute: cache:``) at
 
-       _build/.jupyter_cache/<scale>-seed<HMC_BOOK_SEED>-<hash of hmc_lib and requirements.txt>
+       _build/.jupyter_cache/<scale>-seed<HMC_BOOK_SEED>-<hash of hmc_lib, its recorded runs and requirements.txt>
 
    Builds at different scales keep separate caches (switching back is free); a library
    change starts a fresh cache for that scale and seed, and the superseded one is deleted.
@@ -54,10 +54,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def library_hash(root):
-    """First 12 hex digits of a SHA-256 over `hmc_lib/**/*.py` and `requirements.txt`."""
+    """First 12 hex digits of a SHA-256 over `hmc_lib/**/*.py`, the recorded runs that the
+    chapters render (`hmc_lib/**/recorded/*.json`: a new record must re-execute the chapter
+    that shows it) and `requirements.txt`."""
     root = pathlib.Path(root)
     digest = hashlib.sha256()
-    files = sorted((root / "hmc_lib").rglob("*.py")) + [root / "requirements.txt"]
+    files = (sorted((root / "hmc_lib").rglob("*.py"))
+             + sorted((root / "hmc_lib").rglob("recorded/*.json")) + [root / "requirements.txt"])
     for path in files:
         if path.is_file():
             digest.update(path.relative_to(root).as_posix().encode())
