@@ -9,6 +9,22 @@ os.environ.setdefault("HMC_BOOK_SCALE", "ci")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+def _threads_per_worker():
+    """TensorFlow threads for one pytest-xdist worker: the cores shared among the workers.
+
+    Every worker, the chapters' kernels it starts and the processes those start inherit
+    this, so N workers on N cores run N busy threads, not N times TensorFlow's default of
+    one per core: oversubscribed, TensorFlow's thread pools spin and wait (a test that takes
+    8 s alone took 59 s in the suite)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+if "PYTEST_XDIST_WORKER" in os.environ:   # set before any test imports TensorFlow
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(_threads_per_worker()))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(_threads_per_worker()))
+
 ROOT = pathlib.Path(__file__).parent
 
 

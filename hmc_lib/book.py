@@ -14,15 +14,29 @@ def glue(name, value, display=False):
     _glue(name, value.item() if isinstance(value, np.generic) else value, display=display)
 
 
-def med_range(x):
-    """'median (min–max)' of a sequence of numbers at 3 significant digits, or the one number
-    when there is one (a statistic over training seeds)."""
+class Words:
+    """A phrase glued into the prose as it is: `{glue:text}` shows a value's repr, which for
+    a `str` carries quotes; this one's repr is the text."""
+
+    def __init__(self, text):
+        self.text = str(text)
+
+    def __repr__(self):
+        return self.text
+
+
+def med_range(x, digits=3):
+    """'median (min–max)' of a sequence of numbers at `digits` significant digits, or the one
+    number when there is one (a statistic over training seeds)."""
     x = np.asarray(x, float).ravel()
     if x.size == 0:
         raise ValueError("`x` must hold at least one number")
+    if int(digits) < 1:
+        raise ValueError(f"`digits` must be >= 1, got {digits}")
+    f = lambda v: f"{v:.{int(digits)}g}"
     if x.size == 1:
-        return f"{x[0]:.3g}"
-    return f"{np.median(x):.3g} ({x.min():.3g}–{x.max():.3g})"
+        return f(x[0])
+    return f"{f(np.median(x))} ({f(x.min())}–{f(x.max())})"
 
 
 def med_range_finite(x, none):

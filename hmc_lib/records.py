@@ -11,10 +11,11 @@ arguments loses at most the work since the last checkpoint and ends, on the same
 with the same numbers as a run that was never interrupted.
 
 A record (`LongRun.write`) holds: `name`, `date` (UTC, of the last unit), `machine`,
-`commit` (git, `+dirty` when the tree had uncommitted changes), `python`, `tensorflow`,
-`scale`, `seeds` (every seed the run used), `settings`, `wall_seconds` (the units' wall
-clock, summed over every process that worked on them), `units` (per unit: its key and wall
-seconds) and `rows` (the results). `load` reads one back and checks those fields.
+`commit` (git, `+dirty` when the tree had uncommitted changes; a run resumed on another
+commit or machine lists each, joined by '; '), `python`, `tensorflow`, `scale`, `seeds`
+(every seed the run used), `settings`, `wall_seconds` (the units' wall clock, summed over
+every process that worked on them), `units` (per unit: its key, wall seconds, date, commit
+and machine) and `rows` (the results). `load` reads one back and checks those fields.
 """
 
 import datetime
@@ -177,11 +178,41 @@ class LongRun:
             stored = dict(key=key, seconds=float(spent_path.read_text()),
                           date=datetime.datetime.now(datetime.timezone.utc).isoformat(
                               timespec="seconds"),
-                          result=result)
+                          commit=commit(), machine=machine(), result=result)
             _write_json(path, stored)
             stored = json.loads(path.read_text())
-        self.units.append(dict(key=key, seconds=stored["seconds"], date=stored["date"]))
+        self.units.append(dict(key=key, seconds=stored["seconds"], date=stored["date"],
+                               commit=stored.get("commit") or commit(),
+                               machine=stored.get("machine") or machine()))
         return stored["result"]
+
+    def prior(self, out):
+        """The record at `out` if it was written by a run of this name, scale, seeds and
+        settings (so its finished units can stand for this run's: `adopt`), else None."""
+        out = pathlib.Path(out)
+        if not out.exists():
+            return None
+        try:
+            rec = load(out)
+        except (ValueError, json.JSONDecodeError):
+            return None
+        same = (rec["name"] == self.name and rec["scale"] == self.scale
+                and rec["seeds"] == self.seeds and rec["settings"] == self.settings)
+        return rec if same else None
+
+    def adopt(self, rec, keys):
+        """Counts the units `keys` of the earlier record `rec` (`prior`) as finished units
+        of this run, with their seconds, dates, commits and machines (a run whose work
+        folder was lost resumes from its record)."""
+        by_key = {u["key"]: u for u in rec["units"]}
+        missing = [k for k in keys if k not in by_key]
+        if missing:
+            raise ValueError(f"the record has no units {missing}")
+        for k in keys:
+            u = by_key[k]
+            self.units.append(dict(key=k, seconds=float(u["seconds"]), date=u["date"],
+                                   commit=u.get("commit") or rec["commit"],
+                                   machine=u.get("machine") or rec["machine"]))
 
     def write(self, out, rows, **extra):
         """Writes the record of the units run so far, with `rows` (a list of dicts) and any
@@ -189,13 +220,20 @@ class LongRun:
         import tensorflow as tf
         rec = dict(name=self.name,
                    date=max((u["date"] for u in self.units), default=None),
-                   machine=machine(), commit=commit(), python=platform.python_version(),
+                   machine=_distinct(u["machine"] for u in self.units) or machine(),
+                   commit=_distinct(u["commit"] for u in self.units) or commit(),
+                   python=platform.python_version(),
                    tensorflow=tf.__version__, scale=self.scale, seeds=self.seeds,
                    settings=self.settings,
                    wall_seconds=float(sum(u["seconds"] for u in self.units)),
                    units=list(self.units), rows=rows, **extra)
         _write_json(out, rec)
         return json.loads(pathlib.Path(out).read_text())
+
+
+def _distinct(values):
+    """The distinct values, in order of first appearance, joined by '; ' ('' if none)."""
+    return "; ".join(dict.fromkeys(values))
 
 
 def load(path, scale=None):
@@ -252,6 +290,7 @@ def describe(rec):
     minutes = int(round(secs / 60))
     wall = (f"{minutes // 60} h {minutes % 60} min" if minutes >= 60
             else f"{minutes} min" if secs >= 60 else f"{secs:.0f} s")
-    return (f"recorded {str(rec['date'])[:10]} on {rec['machine']}, commit {rec['commit']}, "
+    commits = "commits" if ";" in rec["commit"] else "commit"
+    return (f"recorded {str(rec['date'])[:10]} on {rec['machine']}, {commits} {rec['commit']}, "
             f"{rec['scale']} scale, {wall} wall clock, seeds "
             f"{', '.join(map(str, rec['seeds']))}")

@@ -24,6 +24,14 @@ def test_med_range_formats_median_and_range_or_the_one_number():
     assert book.med_range_finite([np.nan, np.inf], "none") == "none"
     with pytest.raises(ValueError, match="`x`"):
         book.med_range([])
+    assert book.med_range([0.12345, 2.345, 1.0], digits=2) == "1 (0.12–2.3)"
+    assert book.med_range([0.12345], digits=2) == "0.12"
+    with pytest.raises(ValueError, match="`digits`"):
+        book.med_range([1.0], digits=0)
+
+
+def test_words_reprs_as_its_text():
+    assert repr(book.Words("the short end")) == "the short end"
 
 
 import pathlib

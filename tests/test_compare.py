@@ -549,3 +549,10 @@ def test_recorded_grid_resumes_unit_by_unit(tmp_path, monkeypatch):
     assert rows["nuts"].ess_bulk_min == stored["mog"]["nuts"]["ess_bulk_min"]
     # two seeds: the range's ends are the seeds' values, seed 0's the stored one
     assert stored["mog-seed0"]["l2hmc"]["ess_bulk_min"] in rows["l2hmc"].spread["ess_bulk_min"]
+    # the work folder lost: the record's finished target stands and nothing runs again
+    import shutil
+    shutil.rmtree(work)
+    monkeypatch.setattr(runner, "learned_cells", lambda *a, **k: pytest.fail("re-ran"))
+    again = record.record(work, out=out, **kw)
+    assert again["rows"] == rec["rows"] and again["units"] == rec["units"]
+    assert again["complete"] is True and again["targets_done"] == ["mog"]

@@ -411,7 +411,7 @@ def test_hnn_hmc_exact_on_rosenbrock_with_a_wrong_hamiltonian():
     x0 = t.sample(64, seed=scale.seed(32), dtype=tf.float64)
     samples, trace = hmc_lib.sample(kernel, 200, x0, seed=scale.seed(33))
     assert 0.05 < float(np.mean(trace["is_accepted"])) < 0.99
-    u = experiments.uniform_scores(np.asarray(samples), experiments.rosenbrock3d_to_normal)
+    u = diagnostics.uniform_scores(np.asarray(samples), experiments.rosenbrock3d_to_normal)
     diagnostics.assert_moments(u, np.full(3, 0.5), np.full(3, 1.0 / 12.0))
 
 

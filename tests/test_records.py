@@ -105,6 +105,36 @@ def test_a_record_carries_its_provenance(tmp_path):
         records.load(tmp_path / "bad.json")
 
 
+def test_a_run_whose_work_folder_was_lost_adopts_its_records_units(tmp_path):
+    """`LongRun.prior` finds the record of a run with the same name, scale, seeds and
+    settings (and no other); `adopt` counts its units with their own commit and machine,
+    which the new record lists beside this run's."""
+    first = records.LongRun("r", tmp_path / "w1", "paper", [0], {"n": 1})
+    first.unit("u", lambda c: {"v": 1})
+    rec = first.write(tmp_path / "rec.json", rows=[{"v": 1}])
+    rec = dict(rec, commit="abc123", machine="elsewhere",
+               units=[dict(u, commit="abc123", machine="elsewhere") for u in rec["units"]])
+    (tmp_path / "rec.json").write_text(json.dumps(rec))
+    others = (dict(name="s"), dict(scale="book"), dict(seeds=[1]), dict(settings={"n": 2}))
+    for i, other in enumerate(others):
+        args = dict(dict(name="r", scale="paper", seeds=[0], settings={"n": 1}), **other)
+        run = records.LongRun(workdir=tmp_path / f"other{i}", **args)
+        assert run.prior(tmp_path / "rec.json") is None, other
+    run = records.LongRun("r", tmp_path / "w2", "paper", [0], {"n": 1})
+    assert run.prior(tmp_path / "missing.json") is None
+    prior = run.prior(tmp_path / "rec.json")
+    assert prior is not None
+    with pytest.raises(ValueError, match="no units"):
+        run.adopt(prior, ["nope"])
+    run.adopt(prior, ["u"])
+    run.unit("w", lambda c: {"v": 2})
+    new = run.write(tmp_path / "rec2.json", rows=[{"v": 1}, {"v": 2}])
+    assert [u["key"] for u in new["units"]] == ["u", "w"]
+    assert new["units"][0]["seconds"] == rec["units"][0]["seconds"]
+    assert new["commit"].startswith("abc123; ") and new["machine"].startswith("elsewhere; ")
+    assert "commits abc123; " in records.describe(new)
+
+
 def test_a_record_at_a_smaller_scale_is_a_rehearsal_that_feeds_no_verdict(tmp_path):
     run = records.LongRun("r", tmp_path / "w", "ci", [0], {"n": 1})
     rows = [{"converged": True, "grid": {"0.1": {"hmc_converged": True, "ess": 5.0}}}]

@@ -46,6 +46,39 @@ def _unit_dir(run, key):
     return path
 
 
+def _run_target(run, cfg, methods, name, seed):
+    """Runs (or resumes) target `name`'s units of `run`; returns its rows (dicts)."""
+    applicable = [m for m in methods if grid.applies(m, name)[0]]
+    target = runner._load_target(name, cfg)
+
+    def untrained(_):
+        ckpt = _unit_dir(run, name)
+        if name in grid.PM_TARGETS:
+            done = runner.pm_cells(name, target, cfg, applicable, seed, ckpt)
+        else:
+            p = runner.prepare(name, target, cfg, seed)
+            done = runner.untrained_cells(p, cfg, applicable, seed, ckpt)
+        return {m: r._asdict() for m, r in done.items()}
+
+    done = {m: runner.Record(**r) for m, r in run.unit(name, untrained).items()}
+    if any(m in grid.LEARNED for m in applicable):
+        per_seed = []
+        for j in range(cfg["training_seeds"]):
+            key = f"{name}-seed{j}"
+
+            def learned(_, j=j, key=key):
+                p = runner.prepare(name, target, cfg, seed)
+                cells = runner.learned_cells(p, cfg, applicable,
+                                             runner.training_seed(seed, j),
+                                             _unit_dir(run, key))
+                return {m: r._asdict() for m, r in cells.items()}
+
+            per_seed.append({m: runner.Record(**r) for m, r in run.unit(key, learned).items()})
+        for m in per_seed[0]:
+            done[m] = [s[m] for s in per_seed]
+    return [r._asdict() for r in runner.finish(name, methods, done)]
+
+
 def record(workdir, scale="paper", target_names=None, out=None, methods=None):
     """Runs (or resumes) the grid at `scale` and writes its record to `out` (default
     `record_path(scale)`); returns the record. `target_names`, `methods`: subsets (default
@@ -60,39 +93,18 @@ def record(workdir, scale="paper", target_names=None, out=None, methods=None):
     run = records.LongRun(NAME, workdir, scale, seeds,
                           settings=dict(cfg, targets=list(names), methods=list(methods)))
     out = record_path(scale) if out is None else out
+    # targets an earlier run of these settings finished are taken from its record (a run
+    # whose work folder was lost resumes there; their units keep their commit and machine)
+    prior = run.prior(out)
     rows = {}
     for done_count, k in enumerate(order, start=1):
         name, seed = names[k], seeds[k]
-        applicable = [m for m in methods if grid.applies(m, name)[0]]
-        target = runner._load_target(name, cfg)
-
-        def untrained(_, name=name, target=target, seed=seed, applicable=applicable):
-            ckpt = _unit_dir(run, name)
-            if name in grid.PM_TARGETS:
-                done = runner.pm_cells(name, target, cfg, applicable, seed, ckpt)
-            else:
-                p = runner.prepare(name, target, cfg, seed)
-                done = runner.untrained_cells(p, cfg, applicable, seed, ckpt)
-            return {m: r._asdict() for m, r in done.items()}
-
-        done = {m: runner.Record(**r) for m, r in run.unit(name, untrained).items()}
-        if any(m in grid.LEARNED for m in applicable):
-            per_seed = []
-            for j in range(cfg["training_seeds"]):
-                key = f"{name}-seed{j}"
-
-                def learned(_, name=name, target=target, seed=seed, j=j, key=key,
-                            applicable=applicable):
-                    p = runner.prepare(name, target, cfg, seed)
-                    cells = runner.learned_cells(p, cfg, applicable,
-                                                 runner.training_seed(seed, j),
-                                                 _unit_dir(run, key))
-                    return {m: r._asdict() for m, r in cells.items()}
-
-                per_seed.append({m: runner.Record(**r) for m, r in run.unit(key, learned).items()})
-            for m in per_seed[0]:
-                done[m] = [s[m] for s in per_seed]
-        rows[name] = [r._asdict() for r in runner.finish(name, methods, done)]
+        if prior is not None and name in prior.get("targets_done", ()):
+            rows[name] = [r for r in prior["rows"] if r["target"] == name]
+            run.adopt(prior, [u["key"] for u in prior["units"]
+                              if u["key"] == name or u["key"].startswith(name + "-seed")])
+        else:
+            rows[name] = _run_target(run, cfg, methods, name, seed)
         rec = run.write(out, [r for n in names if n in rows for r in rows[n]],
                         complete=done_count == len(names),
                         targets_done=[n for n in names if n in rows])

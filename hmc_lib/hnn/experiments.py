@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from hmc_lib import _reuse, scale as scale_mod
+from hmc_lib.diagnostics import uniform_scores
 from hmc_lib.targets.base import Target
 
 SIGMA_GMM = 0.35
@@ -129,13 +130,6 @@ def rosenbrock3d_to_normal(x):
     z2 = (x[..., 1] - _rosen_x2_mean(x[..., 0])) * np.sqrt(ROSEN_PREC2)
     z3 = (x[..., 2] - x[..., 1] ** 2) * np.sqrt(ROSEN_PREC3)
     return np.stack([z1, z2, z3], -1)
-
-
-def uniform_scores(samples, to_normal):
-    """Φ(to_normal(x)): uniform on [0, 1]³ when x ~ π (mean 1/2, variance 1/12): bounded, so
-    the between-chain moment check keeps its level on heavy-tailed coordinates."""
-    from scipy import special
-    return special.ndtr(to_normal(samples))
 
 
 def _rosenbrock3d():

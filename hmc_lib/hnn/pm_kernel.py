@@ -52,6 +52,7 @@ from hmc_lib.integrators import LeapfrogState, leapfrog_trajectory
 from hmc_lib.kernels import metropolis
 from hmc_lib.kernels.base import Kernel
 from hmc_lib.kernels.nuts import Phase, check_tree_depth, nuts_transition
+from hmc_lib.pm import kernel as pm_kernel
 from hmc_lib.pm.kernel import PMNUTS, PMResults
 
 
@@ -157,7 +158,7 @@ class HNNPMNUTS(Kernel):
         return self._target
 
     def bootstrap_results(self, init_state):
-        theta, u = self._pm._check_state(init_state)
+        theta, u = pm_kernel.check_state(self._target, init_state)
         value, g_theta, g_u = self._vg(theta, u)
         if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(value))):
             raise ValueError("`target.log_joint` is not finite at `current_state`")

@@ -46,6 +46,26 @@ def _sum_event(x):
     return tf.reduce_sum(x, axis=list(range(1, len(x.shape))))
 
 
+def check_state(target, state):
+    """`(theta, u)` of a pseudo-marginal state `[theta [chains, theta_dim], u [chains,
+    *u_shape]]` for `target` (a `targets.pseudo_marginal` target), as tensors of theta's
+    float dtype; a `ValueError` naming the part that has the wrong shape."""
+    if not isinstance(state, (list, tuple)) or len(state) != 2:
+        raise ValueError("`current_state` must be the list [theta [chains, theta_dim], "
+                         f"u [chains, *u_shape]], got {type(state).__name__}")
+    theta = _checks.floating(state[0], "current_state[0]")
+    u = tf.convert_to_tensor(state[1], dtype=theta.dtype)
+    t = target
+    if theta.shape.rank != 2 or theta.shape[-1] != t.theta_dim:
+        raise ValueError(f"`current_state[0]` (theta) must have shape [chains, {t.theta_dim}],"
+                         f" got {theta.shape.as_list()}")
+    if u.shape.rank != 1 + len(t.u_shape) or tuple(u.shape[1:]) != t.u_shape \
+            or u.shape[0] != theta.shape[0]:
+        raise ValueError(f"`current_state[1]` (u) must have shape [{theta.shape[0]}, "
+                         f"{', '.join(map(str, t.u_shape))}], got {u.shape.as_list()}")
+    return theta, u
+
+
 class _PMBase(Kernel):
     """Shared parts: target checks, state checks, bootstrap, momenta and the energy."""
 
@@ -66,24 +86,8 @@ class _PMBase(Kernel):
     def target(self):
         return self._target
 
-    def _check_state(self, state):
-        if not isinstance(state, (list, tuple)) or len(state) != 2:
-            raise ValueError("`current_state` must be the list [theta [chains, theta_dim], "
-                             f"u [chains, *u_shape]], got {type(state).__name__}")
-        theta = _checks.floating(state[0], "current_state[0]")
-        u = tf.convert_to_tensor(state[1], dtype=theta.dtype)
-        t = self._target
-        if theta.shape.rank != 2 or theta.shape[-1] != t.theta_dim:
-            raise ValueError(f"`current_state[0]` (theta) must have shape [chains, {t.theta_dim}],"
-                             f" got {theta.shape.as_list()}")
-        if u.shape.rank != 1 + len(t.u_shape) or tuple(u.shape[1:]) != t.u_shape \
-                or u.shape[0] != theta.shape[0]:
-            raise ValueError(f"`current_state[1]` (u) must have shape [{theta.shape[0]}, "
-                             f"{', '.join(map(str, t.u_shape))}], got {u.shape.as_list()}")
-        return theta, u
-
     def bootstrap_results(self, init_state):
-        theta, u = self._check_state(init_state)
+        theta, u = check_state(self._target, init_state)
         check_mass_against_state(self.mass, theta)
         value, g_theta, g_u = self._vg(theta, u)
         if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(value))):
